@@ -1,0 +1,5 @@
+import sys
+
+from mixedparts.cli import main
+
+sys.exit(main())

@@ -1,0 +1,72 @@
+"""The ``mixedparts`` command: one entry point, one module per subcommand in :mod:`mixedparts.commands`.
+
+Each command module defines ``HELP`` (one line), ``configure(parser)`` and ``run(args) -> int``, and
+imports its heavy dependencies inside ``run`` so that ``mixedparts --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from mixedparts import __version__
+from mixedparts.errors import MixedPartsError
+
+# subcommand -> module; the order is the order of ``mixedparts --help``
+COMMANDS = {
+    "synth": "mixedparts.commands.synth",
+    "inspect": "mixedparts.commands.inspect",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mixedparts",
+        description="MixedParts: part-focused semantic co-segmentation — synthetic sources, readers for "
+        "PACO-LVIS / PartImageNet / ADE20K-Part-234, dataset building and evaluation.",
+    )
+    parser.add_argument("--version", action="version", version=f"mixedparts {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP,
+                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        module.configure(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def run_guarded(function, args) -> int:
+    """Run a command; input problems become one line on stderr and exit code 2."""
+    try:
+        return int(function(args) or 0)
+    except MixedPartsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    return run_guarded(args._run, args)
+
+
+def eval_main(argv: list[str] | None = None) -> int:
+    """``mixedparts-eval``: placeholder until the metric suite lands."""
+    parser = argparse.ArgumentParser(prog="mixedparts-eval", description="Score a predictions file on MixedParts "
+                                     "(AP50, mIoU, Recall, SS, S-IoU). Not implemented yet.")
+    parser.add_argument("predictions", nargs="?", help="predictions file (JSON or JSON Lines)")
+    parser.parse_args(argv)
+    print("mixedparts-eval: not implemented yet", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``mixedparts`` subcommand (see :mod:`mixedparts.cli`)."""

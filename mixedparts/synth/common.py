@@ -1,0 +1,48 @@
+"""Shared by the synthetic release writers: scales, file writing, and the record of what was drawn."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from mixedparts.synth.draw import DrawnImage
+
+SCALES = ("tiny", "small", "full")
+DRAWN_RECORD = "drawn.json"  # written next to the release folders, never inside them
+
+
+def image_rng(seed: int, source: str, split: str, index: int) -> np.random.Generator:
+    """Independent stream per image, so any image can be regenerated alone and order never matters."""
+    key = [seed, *source.encode(), *split.encode(), index]
+    return np.random.default_rng(key)
+
+
+def write_jpeg(path: Path, pixels: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, format="JPEG", quality=90)
+
+
+def write_png(path: Path, array: np.ndarray) -> None:
+    """uint8 -> 8-bit PNG, uint16 -> 16-bit PNG (PIL mode ``I;16``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if array.dtype == np.uint16:
+        Image.fromarray(array, mode="I;16").save(path, format="PNG")
+    elif array.dtype == np.uint8:
+        Image.fromarray(array, mode="L").save(path, format="PNG")
+    else:
+        raise TypeError(f"unsupported label map dtype {array.dtype}")
+
+
+def write_json(path: Path, payload: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        json.dump(payload, f, separators=(",", ":"))
+
+
+def drawn_entry(split: str, file_name: str, drawn: DrawnImage, **extra) -> dict:
+    """One image of the drawn record: what the generator put there, with the names readers must produce."""
+    return {"split": split, "file_name": file_name, **extra, **asdict(drawn)}
