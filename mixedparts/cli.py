@@ -17,6 +17,8 @@ from mixedparts.errors import MixedPartsError
 COMMANDS = {
     "synth": "mixedparts.commands.synth",
     "inspect": "mixedparts.commands.inspect",
+    "build": "mixedparts.commands.build",
+    "import-calico": "mixedparts.commands.import_calico",
 }
 
 

@@ -27,7 +27,7 @@ def summarize(readers) -> list[dict]:
             categories: Counter = Counter()
             part_names: Counter = Counter()
             for image in tqdm(reader.read(split), desc=f"reading {reader.source}/{split}", unit=" images",
-                              leave=False):
+                              leave=False, disable=None):
                 images += 1
                 objects += len(image.objects)
                 for obj in image.objects:

@@ -21,11 +21,18 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
                        help="drop object and part masks smaller than this fraction of the image (authors' loader)")
     group.add_argument("--no-check-images", dest="check_images", action="store_false",
                        help="do not check that image files exist and have the annotated size")
+    group.add_argument("--partimagenet-short-polygons", choices=("drop", "pad"), default="drop",
+                       help="PartImageNet polygons with fewer than 3 points (known dirt): drop them, or pad them "
+                       "by repeating the last point as VLPart does; counted either way")
+    group.add_argument("--partimagenet-masks", choices=("json", "png"), default="json",
+                       help="PartImageNet mask source: the COCO polygons (as the authors) or the PNG label maps")
 
 
 def source_roots(args: argparse.Namespace) -> dict:
     return {"paco": args.paco, "coco_images": args.coco_images, "partimagenet": args.partimagenet,
-            "ade20k_part234": args.ade20k_part234}
+            "ade20k_part234": args.ade20k_part234,
+            "partimagenet_options": {"short_polygons": args.partimagenet_short_polygons,
+                                     "mask_source": args.partimagenet_masks}}
 
 
 def reader_options(args: argparse.Namespace) -> dict:

@@ -17,7 +17,7 @@ __all__ = ["ImageRecord", "ObjectRecord", "PartRecord", "ReadStats", "SourceRead
 
 def open_readers(paco: str | Path | None = None, coco_images: str | Path | None = None,
                  partimagenet: str | Path | None = None, ade20k_part234: str | Path | None = None,
-                 **options) -> list[SourceReader]:
+                 partimagenet_options: dict | None = None, **options) -> list[SourceReader]:
     """Readers for the releases given (any subset). ``options`` go to every reader."""
     readers: list[SourceReader] = []
     if paco is not None:
@@ -27,7 +27,7 @@ def open_readers(paco: str | Path | None = None, coco_images: str | Path | None 
     if partimagenet is not None:
         from mixedparts.sources.partimagenet import PartImageNetReader
 
-        readers.append(PartImageNetReader(partimagenet, **options))
+        readers.append(PartImageNetReader(partimagenet, **(partimagenet_options or {}), **options))
     if ade20k_part234 is not None:
         from mixedparts.sources.ade20k_part234 import Ade20kPart234Reader
 

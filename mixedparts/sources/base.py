@@ -59,6 +59,10 @@ class SourceReader:
     def image_root(self, split: str) -> Path:
         raise NotImplementedError
 
+    def settings(self) -> dict:
+        """The options that change what the reader yields (recorded in dataset manifests)."""
+        return {"min_area_fraction": self.min_area_fraction}
+
     def read(self, split: str) -> Iterator[ImageRecord]:
         if split not in self.splits:
             raise SourceError(self.root, f"unknown split {split!r}; {self.source} has {', '.join(self.splits)}")

@@ -29,18 +29,15 @@ def write_jpeg(path: Path, pixels: np.ndarray) -> None:
 def write_png(path: Path, array: np.ndarray) -> None:
     """uint8 -> 8-bit PNG, uint16 -> 16-bit PNG (PIL mode ``I;16``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if array.dtype == np.uint16:
-        Image.fromarray(array, mode="I;16").save(path, format="PNG")
-    elif array.dtype == np.uint8:
-        Image.fromarray(array, mode="L").save(path, format="PNG")
-    else:
+    if array.dtype not in (np.uint8, np.uint16):
         raise TypeError(f"unsupported label map dtype {array.dtype}")
+    Image.fromarray(array).save(path, format="PNG")  # PIL picks "L" or "I;16" from the dtype
 
 
 def write_json(path: Path, payload: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as f:
-        json.dump(payload, f, separators=(",", ":"))
+    # json.dumps uses the C encoder; json.dump streams through the pure-Python one (3x slower here).
+    path.write_text(json.dumps(payload, separators=(",", ":")))
 
 
 def drawn_entry(split: str, file_name: str, drawn: DrawnImage, **extra) -> dict:

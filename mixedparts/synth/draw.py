@@ -115,7 +115,8 @@ def draw_object(template: ObjectTemplate, rng: np.random.Generator, slot: tuple[
     obj_w = obj_h * template.aspect
     x0 = sx0 + rng.uniform(0, slot_w - obj_w)
     y0 = sy0 + rng.uniform(0, slot_h - obj_h)
-    frame = box(0, 0, width, height)
+    # Clipping to the slot (inside the image) keeps jittered parts from reaching a neighbouring object.
+    frame = box(sx0, sy0, sx1, sy1).intersection(box(0, 0, width, height))
     taken = Polygon()
     claimed = np.zeros((height, width), dtype=bool)
     parts: list[DrawnPart] = []

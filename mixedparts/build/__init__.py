@@ -1,0 +1,118 @@
+"""``mixedparts build``: source records -> paired samples -> a dataset folder of Parquet shards.
+
+Stages: read every release once (records stay in memory; masks are compact RLE strings), plan the
+samples of each split serially with one seeded generator (cheap: object indices only), then
+materialize and write the shards (:mod:`mixedparts.build.writer`: parallel, resumable, atomic).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from mixedparts.build.card import checksum_files, source_files
+from mixedparts.build.materialize import materialize
+from mixedparts.build.options import BuildOptions
+from mixedparts.build.pairing import Plan, plan_pool
+from mixedparts.build.pool import Pool, build_pools
+from mixedparts.build.splits import canonical_split
+from mixedparts.build.writer import finish, prepare_output, write_dataset
+from mixedparts.errors import MixedPartsError
+from mixedparts.schema import SPLITS, TASKS
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    split_rows: dict
+    counts: dict  # split -> source -> task -> rows
+    shards_written: int
+    shards_skipped: int
+
+
+def read_pools(readers, options: BuildOptions, progress: bool) -> dict[str, list[Pool]]:
+    """Pools per canonical split, in reader order."""
+    pools: dict[str, list[Pool]] = defaultdict(list)
+    for reader in readers:
+        images = []
+        for release_split in reader.splits:
+            images += list(tqdm(reader.read(release_split), desc=f"reading {reader.source}/{release_split}",
+                                unit=" images", disable=None if progress else True))
+        source_pools = build_pools(
+            images, reader.source,
+            lambda image: canonical_split(image.source, image.split, image.image_id, options.ade_val_fraction))
+        for split in SPLITS:
+            if split in source_pools:
+                pools[split].append(source_pools[split])
+    return pools
+
+
+def image_roots(readers) -> dict:
+    roots: dict = {}
+    for reader in readers:
+        per_split = {}
+        for release_split in reader.splits:
+            root = reader.image_root(release_split)
+            if root is None:
+                continue
+            for split in SPLITS:
+                if canonical_split(reader.source, release_split, "", 0.0) == split or (
+                        reader.source == "ade20k_part234" and release_split == "training" and split == "val"):
+                    per_split[split] = str(Path(root).resolve())
+        roots[reader.source] = per_split
+    return roots
+
+
+def plan_split(split_pools: list[Pool], split: str, options: BuildOptions, progress: bool) -> Plan:
+    plan = Plan(options.images_per_sample)
+    rng = np.random.default_rng([options.seed, SPLITS.index(split)])
+    with tqdm(total=sum(len(p) for p in split_pools), desc=f"pairing {split}", unit=" objects",
+              disable=None if progress else True) as bar:
+        for index, pool in enumerate(split_pools):
+            plan_pool(pool, index, options, rng, plan, progress=bar)
+    # Rows of one anchor are drawn together; a seeded permutation spreads them (and the sources) over shards.
+    order = rng.permutation(len(plan))
+    if options.max_samples_per_split is not None:
+        order = order[:options.max_samples_per_split]
+    return plan.subset(order)
+
+
+def build(readers, out: str | Path, options: BuildOptions = BuildOptions(), workers: int = 1,
+          progress: bool = True) -> BuildResult:
+    if not readers:
+        raise MixedPartsError("no source given: pass --paco, --partimagenet and/or --ade20k-part234")
+    out = Path(out)
+    sources = {r.source: {"root": str(r.root.resolve()),
+                          "files": checksum_files(source_files(r.source, r.root), r.root),
+                          "settings": r.settings()} for r in readers}
+    state = prepare_output(out, {"options": options.fingerprint(), "sources": sources})
+
+    pools = read_pools(readers, options, progress)
+    plans = {split: plan_split(pools[split], split, options, progress) for split in SPLITS if pools.get(split)}
+    if not plans:
+        raise MixedPartsError("the sources hold no usable objects (after the area filter)")
+
+    def row_at(split: str, i: int) -> dict:
+        pool_index, task, objects = plans[split].row(i)
+        return materialize(pools[split][pool_index], task, objects, options.seed)
+
+    split_rows = {split: len(plan) for split, plan in plans.items()}
+    shards, written, kept = write_dataset(out, state, split_rows, row_at, options.shard_rows, workers, progress)
+    counts = count_rows(pools, plans)
+    finish(out, shards, split_rows, counts, {"options": options.fingerprint(), "seed": options.seed,
+                                            "sources": sources, "image_roots": image_roots(readers)})
+    return BuildResult(out, split_rows, counts, written, kept)
+
+
+def count_rows(pools: dict, plans: dict) -> dict:
+    counts: dict = {}
+    for split, plan in plans.items():
+        per = Counter((pools[split][p].source, TASKS[t]) for p, t in zip(plan.pool_index, plan.task))
+        counts[split] = {}
+        for (source, task), n in sorted(per.items()):
+            counts[split].setdefault(source, {})[task] = n
+    return counts

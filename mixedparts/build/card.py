@@ -1,0 +1,78 @@
+"""The dataset folder's README.md (a Hugging Face dataset card) and manifest.json."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import datasets
+import yaml
+
+from mixedparts.schema import SAMPLE_FEATURES, SOURCES, SPLITS, TASKS
+
+
+def source_files(source: str, root: Path) -> list[Path]:
+    """The annotation files that decide a source's content (checksummed into the manifest)."""
+    patterns = {
+        "paco_lvis": ["paco_lvis_v1_*.json", "annotations/paco_lvis_v1_*.json"],
+        "partimagenet": ["annotations/*/*.json"],
+        "ade20k_part234": ["ade20k_instance_*.json", "annotations_detectron2_part/*/*.png"],
+    }.get(source, [])
+    files = {p for pattern in patterns for p in root.glob(pattern)}
+    if source == "partimagenet":
+        # Per-image {"imgHeight", "imgWidth"} files carry no annotation; the split files do.
+        files = {p for p in files if p.stem == p.parent.name.removesuffix("_whole")}
+    return sorted(files)
+
+
+def checksum_files(files: list[Path], root: Path) -> dict:
+    """sha256 per file for JSON; one digest over all part PNGs (there are thousands)."""
+    out: dict = {}
+    png_digest, png_count = hashlib.sha256(), 0
+    for path in files:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if path.suffix == ".png":
+            png_digest.update(f"{path.relative_to(root)}:{digest}\n".encode())
+            png_count += 1
+        else:
+            out[str(path.relative_to(root))] = digest
+    if png_count:
+        out[f"<{png_count} part PNGs>"] = png_digest.hexdigest()
+    return out
+
+
+def write_card(out: Path, counts: dict, split_rows: dict, title: str) -> None:
+    """README.md whose YAML declares the splits (so plain ``datasets.load_dataset(out)`` works)."""
+    info = datasets.DatasetInfo(features=SAMPLE_FEATURES)._to_yaml_dict()
+    header = {
+        "configs": [{"config_name": "default",
+                     "data_files": [{"split": s, "path": f"data/{s}-*"} for s in SPLITS if s in split_rows]}],
+        "dataset_info": {"features": info["features"]},
+        "task_categories": ["image-segmentation"],
+        "pretty_name": "MixedParts",
+    }
+    lines = ["---", yaml.safe_dump(header, sort_keys=False).rstrip(), "---", "", f"# {title}", "",
+             "Part-focused semantic co-segmentation samples (Calico, CVPR 2025): each row shows k images of "
+             "comparable objects and asks for the common object, the common parts or the unique parts, with "
+             "answers in the `<p> phrase </p> [SEG] (IMAGEk)` markup and one COCO RLE mask per `[SEG]`.", "",
+             "**Annotations only.** Images are not included: they come from the upstream releases (COCO 2017 for "
+             "PACO-LVIS, ImageNet for PartImageNet, ADE20K for ADE20K-Part-234) under their own terms, which "
+             "forbid redistribution and restrict use to non-commercial research. `manifest.json` records the "
+             "image roots used at build time.", "", "## Counts", "",
+             "| source | task | " + " | ".join(s for s in SPLITS if s in split_rows) + " |",
+             "|---|---|" + "---:|" * len(split_rows)]
+    for source in SOURCES:
+        for task in TASKS:
+            row = [counts.get(s, {}).get(source, {}).get(task, 0) for s in SPLITS if s in split_rows]
+            if any(row):
+                lines.append(f"| {source} | {task} | " + " | ".join(f"{v:,}" for v in row) + " |")
+    lines.append("| **all** | | " + " | ".join(f"**{split_rows[s]:,}**" for s in SPLITS if s in split_rows) + " |")
+    lines += ["", "Load with `datasets.load_dataset(\"<this folder>\")` or `mixedparts.load_dataset`.", ""]
+    (out / "README.md").write_text("\n".join(lines))
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(payload, indent=1, sort_keys=False) + "\n")
+    temporary.replace(path)

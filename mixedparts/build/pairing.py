@@ -1,0 +1,172 @@
+"""Seeded, balanced, capped choice of which objects form each sample (no masks touched here).
+
+For every anchor object (in a seeded random order) and every task, up to ``partners_per_anchor[task]``
+partner draws are made (each: k-1 objects from other images of the same source and split). A draw is
+kept if it satisfies the task's rule, respects the per-object and per-category-pair caps, and has not
+been drawn before for that task (as an unordered set of objects):
+
+- common_object: all k objects share a category;
+- common_parts: every object has parts and at least one part name is on all k objects;
+- unique_parts: every object has parts and at least one part name is on exactly one object.
+
+Part-task partners come from the anchor's category with probability ``same_category_fraction``,
+otherwise from objects that share a random part name with the anchor (comparable objects of other
+categories, such as a snake and a dog sharing head and body).
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import Counter
+
+import numpy as np
+
+from mixedparts.build.options import BuildOptions
+from mixedparts.build.pool import Pool
+from mixedparts.schema import TASKS
+
+COMMON_OBJECT, COMMON_PARTS, UNIQUE_PARTS = range(3)
+TRIES_PER_WANTED = 3
+
+
+class UniformStream:
+    """Uniform floats drawn in blocks: a Python-level draw per call is the pairing's hot path."""
+
+    def __init__(self, rng: np.random.Generator, block: int = 1 << 16):
+        self.rng, self.block = rng, block
+        self.values, self.position = rng.random(block).tolist(), 0
+
+    def __call__(self) -> float:
+        if self.position == self.block:
+            self.values, self.position = self.rng.random(self.block).tolist(), 0
+        value = self.values[self.position]
+        self.position += 1
+        return value
+
+    def pick(self, sequence):
+        return sequence[int(self() * len(sequence))]
+
+
+def shuffled(items: tuple, uniform: UniformStream) -> tuple:
+    """Fisher-Yates with the block stream, so the anchor is not always the first image."""
+    items = list(items)
+    for i in range(len(items) - 1, 0, -1):
+        j = int(uniform() * (i + 1))
+        items[i], items[j] = items[j], items[i]
+    return tuple(items)
+
+
+def unique_part_names(part_sets: list[frozenset]) -> set:
+    seen, repeated = set(), set()
+    for parts in part_sets:
+        repeated |= seen & parts
+        seen |= parts
+    return seen - repeated
+
+
+def satisfies(task: int, categories: list[int], part_sets: list[frozenset]) -> bool:
+    if task == COMMON_OBJECT:
+        return len(set(categories)) == 1
+    if not all(part_sets):
+        return False
+    if task == COMMON_PARTS:
+        return bool(frozenset.intersection(*part_sets))
+    return bool(unique_part_names(part_sets))
+
+
+class Plan:
+    """The samples of one split, as compact arrays: task id and the k object indices of a pool."""
+
+    def __init__(self, k: int):
+        self.k = k
+        self.pool_index = array("i")
+        self.task = array("b")
+        self.objects = array("i")
+
+    def append(self, pool_index: int, task: int, objects: tuple[int, ...]) -> None:
+        self.pool_index.append(pool_index)
+        self.task.append(task)
+        self.objects.extend(objects)
+
+    def __len__(self) -> int:
+        return len(self.task)
+
+    def row(self, i: int) -> tuple[int, int, tuple[int, ...]]:
+        return self.pool_index[i], self.task[i], tuple(self.objects[i * self.k:(i + 1) * self.k])
+
+    def subset(self, rows) -> Plan:
+        chosen = Plan(self.k)
+        for i in rows:
+            chosen.append(*self.row(int(i)))
+        return chosen
+
+
+def plan_pool(pool: Pool, pool_index: int, options: BuildOptions, rng: np.random.Generator, plan: Plan,
+              progress=None) -> Counter:
+    """Append the samples of ``pool`` to ``plan``; returns counts per task."""
+    k = options.images_per_sample
+    by_category, by_part = pool.index()
+    category_of, parts_of, image_of = pool.object_category, pool.object_parts, pool.object_image
+    usage = [0] * len(pool)
+    pair_counts: Counter = Counter()
+    seen: set = set()
+    counts: Counter = Counter()
+    uniform = UniformStream(rng)
+    n = len(pool)
+
+    def draw_partners(anchor: int, task: int) -> tuple[int, ...] | None:
+        chosen = [anchor]
+        images = {image_of[anchor]}
+        running_common = parts_of[anchor]
+        same = task == COMMON_OBJECT or uniform() < options.same_category_fraction
+        for _ in range(k - 1):
+            if same:
+                candidates = by_category[category_of[anchor]]
+            else:
+                if not running_common:
+                    return None
+                # Partners that share a part with what is common so far stay comparable objects.
+                candidates = by_part[uniform.pick(sorted(running_common))]
+            partner = int(uniform.pick(candidates))
+            if image_of[partner] in images or usage[partner] >= options.cap_per_object:
+                return None
+            chosen.append(partner)
+            images.add(image_of[partner])
+            running_common = running_common & parts_of[partner]
+        return tuple(chosen)
+
+    for anchor in rng.permutation(n).tolist():
+        if progress is not None:
+            progress.update(1)
+        for task in range(len(TASKS)):
+            if task != COMMON_OBJECT and not parts_of[anchor]:
+                continue
+            if task == COMMON_OBJECT and len(by_category[category_of[anchor]]) < k:
+                continue
+            wanted = options.partners_per_anchor[TASKS[task]]
+            got = 0
+            for _ in range(wanted * TRIES_PER_WANTED):
+                if got == wanted or usage[anchor] >= options.cap_per_object:
+                    break
+                objects = draw_partners(anchor, task)
+                if objects is None:
+                    continue
+                key = task
+                for obj in sorted(objects):
+                    key = key * n + obj
+                if key in seen:
+                    continue
+                categories = [category_of[o] for o in objects]
+                pair = (task, tuple(sorted(categories)))
+                if pair_counts[pair] >= options.cap_per_category_pair:
+                    continue
+                if not satisfies(task, categories, [parts_of[o] for o in objects]):
+                    continue
+                seen.add(key)
+                pair_counts[pair] += 1
+                for obj in objects:
+                    usage[obj] += 1
+                plan.append(pool_index, task, shuffled(objects, uniform))
+                counts[TASKS[task]] += 1
+                got += 1
+    return counts
