@@ -15,6 +15,7 @@ from mixedparts.errors import MixedPartsError
 
 # subcommand -> module; the order is the order of ``mixedparts --help``
 COMMANDS = {
+    "demo": "mixedparts.commands.demo",
     "synth": "mixedparts.commands.synth",
     "inspect": "mixedparts.commands.inspect",
     "build": "mixedparts.commands.build",
@@ -61,13 +62,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def eval_main(argv: list[str] | None = None) -> int:
-    """``mixedparts-eval``: placeholder until the metric suite lands."""
-    parser = argparse.ArgumentParser(prog="mixedparts-eval", description="Score a predictions file on MixedParts "
-                                     "(AP50, mIoU, Recall, SS, S-IoU). Not implemented yet.")
-    parser.add_argument("predictions", nargs="?", help="predictions file (JSON or JSON Lines)")
-    parser.parse_args(argv)
-    print("mixedparts-eval: not implemented yet", file=sys.stderr)
-    return 1
+    """``mixedparts-eval``: see :mod:`mixedparts.metrics.cli`."""
+    from mixedparts.metrics.cli import main as metrics_main
+
+    return metrics_main(argv)
 
 
 if __name__ == "__main__":

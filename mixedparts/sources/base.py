@@ -56,7 +56,8 @@ class SourceReader:
         self.check_images = check_images
         self.stats = ReadStats()
 
-    def image_root(self, split: str) -> Path:
+    def image_root(self, split: str) -> Path | None:
+        """Folder that the split's file names are relative to (None when the user gave none)."""
         raise NotImplementedError
 
     def settings(self) -> dict:

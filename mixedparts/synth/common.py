@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,13 @@ def write_json(path: Path, payload: object) -> None:
     path.write_text(json.dumps(payload, separators=(",", ":")))
 
 
+def _shallow(instance) -> dict:
+    """``dataclasses.asdict`` without its deep copies (nothing else holds these lists; 25% of synth time)."""
+    return {f.name: getattr(instance, f.name) for f in fields(instance)}
+
+
 def drawn_entry(split: str, file_name: str, drawn: DrawnImage, **extra) -> dict:
     """One image of the drawn record: what the generator put there, with the names readers must produce."""
-    return {"split": split, "file_name": file_name, **extra, **asdict(drawn)}
+    objects = [{**_shallow(obj), "parts": [_shallow(part) for part in obj.parts]} for obj in drawn.objects]
+    return {"split": split, "file_name": file_name, **extra, "width": drawn.width, "height": drawn.height,
+            "objects": objects}

@@ -1,0 +1,7 @@
+"""The MixedParts metric suite: AP50, mIoU, Recall, SS and S-IoU as metrics.md specifies them.
+
+One module per metric (``ap50``, ``miou``, ``recall``, ``semantic``), the pairing rules they share
+(``matching``), label normalization (``labels``), text embedders (``text_models``), ground-truth
+loading (``ground_truth``), scoring of units (``units``), aggregation (``evaluate``), the printed
+table (``report``) and ``mixedparts-eval`` (``cli``). Entry point for code: :func:`evaluate.evaluate`.
+"""

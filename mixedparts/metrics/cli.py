@@ -1,0 +1,194 @@
+"""``mixedparts-eval``: score a predictions file on a MixedParts split and print the table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from mixedparts.cli import run_guarded
+from mixedparts.errors import MixedPartsError
+
+DESCRIPTION = """\
+Score predictions on a MixedParts split: AP50, mIoU, Recall, SS and S-IoU per task (common_object,
+common_parts, unique_parts) and their unweighted mean, the headline of Calico's tables. Scores are
+percent. Every metric variant below defaults to the specification (shared/reference/metrics.md,
+section 8); the variant used is printed with the result and stored in the --json output.
+
+Bad input (malformed JSON, wrong format tag, missing fields, duplicate or unknown sample ids,
+invalid RLE, a mask whose size differs from its image, image_index out of range, NaN or infinite
+scores, labels that are not strings) stops with one error line naming the file, the sample and the
+field, exit code 2, and no output written."""
+
+EPILOG = """\
+examples:
+  mixedparts-eval predictions.json --data ~/.cache/mixedparts/mixedparts
+  mixedparts-eval predictions.jsonl --gt test-gt.jsonl --json scores.json --bootstrap 1000
+  mixedparts-eval glamm_outputs/ --format gcg --data DIR --recall-text-model ./bert-base-uncased"""
+
+
+def threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mixedparts.metrics.labels import LABEL_MODES
+    from mixedparts.metrics.options import (AP_SCORES, GT_MASKS, LABEL_AVERAGES, LABEL_PAIRS, MIOU_VARIANTS,
+                                            RECALL_MATCHING, TEXT_GATES)
+    from mixedparts.predictions import FILE_FORMATS
+
+    parser = argparse.ArgumentParser(prog="mixedparts-eval", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("predictions", help="the predictions file (JSON, or JSON Lines: a header line then one "
+                        "prediction per line), or with --format gcg a GLaMM GCG prediction folder")
+    parser.add_argument("--format", choices=FILE_FORMATS, default="auto",
+                        help="how to read PREDICTIONS. auto (default): a folder is a GCG folder, a .jsonl name "
+                        "or several JSON values mean JSON Lines, else one JSON document. gcg: one "
+                        "<image_id>.json per image (image_id <sample_id>_IMAGE<k>, k from 1) or per sample "
+                        "(image_id <sample_id>), holding caption, phrases and pred_masks as GLaMM writes them")
+
+    truth = parser.add_argument_group("ground truth (one of --data and --gt)")
+    truth.add_argument("--data", metavar="DIR", help="a built dataset: a folder with data/{split}-*.parquet shards, "
+                       "or a Hugging Face dataset name (default: the default build location, if it exists)")
+    truth.add_argument("--split", default="test", help="the split to score (default: test)")
+    truth.add_argument("--gt", metavar="FILE", help="an exported ground-truth file (JSON Lines, header "
+                       "{\"format\": \"mixedparts-gt/1\", \"split\": ...}), used instead of --data")
+
+    output = parser.add_argument_group("output")
+    output.add_argument("--json", metavar="OUT", help="also write the full result (scores unrounded, counts, "
+                        "variant, text models, breakdowns, warnings) as JSON to OUT")
+    output.add_argument("--breakdown", action="append", choices=("source", "category", "all"), default=[],
+                        help="also print the table per source or per object category (repeatable; the JSON "
+                        "output always has both)")
+    output.add_argument("--bootstrap", type=non_negative, default=0, metavar="N",
+                        help="add 95%% confidence intervals from N resamplings of the samples within each task "
+                        "(default: 0, none; 1000 is typical)")
+    output.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
+    output.add_argument("--strict", action="store_true", help="make samples missing from the predictions an "
+                        "error (by default they count as empty predictions, with a warning)")
+    output.add_argument("--workers", type=non_negative, default=0, metavar="N",
+                        help="processes scoring units (default: 0 = every available core)")
+
+    variants = parser.add_argument_group("metric variants (metrics.md section 8; the defaults follow the spec)")
+    variants.add_argument("--gt-masks", choices=GT_MASKS, default="all",
+                          help="A3. all (default): every GT mask of the posed question, including the object "
+                          "masks of part questions' object sentence. parts-only: drop those object masks "
+                          "(predicted masks are left as they are)")
+    variants.add_argument("--ap-scores", choices=AP_SCORES, default="constant",
+                          help="A4. constant (default): every predicted mask has score 1.0, as GLaMM, so ties "
+                          "follow unit and mask order. predicted: use each mask's 'score' (1.0 where absent)")
+    variants.add_argument("--miou", choices=MIOU_VARIANTS, default="glamm",
+                          help="A5. glamm (default): per unit, the mean IoU of greedy max-IoU pairs; unpaired "
+                          "masks do not count. per-gt: the same pairs averaged over all GT masks, unpaired "
+                          "ones 0. hungarian: pairs maximizing the total IoU")
+    variants.add_argument("--recall-matching", choices=RECALL_MATCHING, default="stop",
+                          help="A6. stop (default): GLaMM's loop, which ends at the first best-IoU pair failing "
+                          "a threshold. skip: reject only that pair and go on")
+    variants.add_argument("--recall-iou-threshold", type=threshold, default=0.5, metavar="T",
+                          help="A6. IoU a Recall match needs (default: 0.5)")
+    variants.add_argument("--recall-text-gate", choices=TEXT_GATES, default="on",
+                          help="A7. on (default): a Recall match also needs label similarity >= the text "
+                          "threshold. off: IoU-only Recall")
+    variants.add_argument("--recall-text-model", metavar="PATH",
+                          help="A7. model of the Recall text gate: a local folder such as bert-base-uncased "
+                          "(mean-pooled over all tokens, as GLaMM). Default: all-MiniLM-L6-v2, because "
+                          "bert-base-uncased is not installable offline; MiniLM is the stricter gate, so "
+                          "Recall is not comparable with GLaMM's")
+    variants.add_argument("--recall-text-threshold", type=threshold, default=0.5, metavar="T",
+                          help="A7. label cosine similarity a Recall match needs (default: 0.5)")
+    variants.add_argument("--label-pairs", choices=LABEL_PAIRS, default="miou",
+                          help="A8. which (predicted, GT) label pairs SS and S-IoU average over. miou "
+                          "(default): the mIoU pairs. recall: Recall's matches. text: per unit, the "
+                          "assignment maximizing total SS, masks ignored. all-gt: every GT label, paired as "
+                          "for miou, unpaired ones scoring 0")
+    variants.add_argument("--labels", choices=LABEL_MODES, default="articles",
+                          help="A9. articles (default): strip, lowercase, drop one leading a/an/the; S-IoU "
+                          "keeps letters, digits and spaces (CaSED). none: raw labels (pure CaSED). osprey: "
+                          "Osprey's cleanup")
+    variants.add_argument("--fold-plurals", action="store_true",
+                          help="A10. fold regular English plurals (legs -> leg) before comparing labels "
+                          "(default: off, as CaSED and Osprey)")
+    variants.add_argument("--label-average", choices=LABEL_AVERAGES, default="pairs",
+                          help="A11. pairs (default): SS and S-IoU pooled over the pairs of a task. samples: "
+                          "the mean of per-sample means")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:  # --help, or a usage error argparse has already reported
+        return int(exit.code or 0)
+    return run_guarded(run, args)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mixedparts.metrics.evaluate import BREAKDOWNS, evaluate
+    from mixedparts.metrics.ground_truth import load_ground_truth
+    from mixedparts.metrics.options import EvalOptions
+    from mixedparts.metrics.report import format_result
+    from mixedparts.predictions import read_predictions
+
+    if args.json and Path(args.json).resolve() == Path(args.predictions).resolve():
+        raise MixedPartsError(f"{args.json}: --json would overwrite the predictions file")
+    data = args.data
+    if data is None and args.gt is None:
+        data = _default_dataset()
+    truth = load_ground_truth(data, args.split, args.gt)
+    predictions = read_predictions(args.predictions, args.format, images=truth.image_sizes())
+    options = EvalOptions(gt_masks=args.gt_masks, ap_scores=args.ap_scores, miou=args.miou,
+                          recall_matching=args.recall_matching, recall_iou_threshold=args.recall_iou_threshold,
+                          recall_text_gate=args.recall_text_gate, recall_text_model=args.recall_text_model,
+                          recall_text_threshold=args.recall_text_threshold, label_pairs=args.label_pairs,
+                          labels=args.labels, fold_plurals=args.fold_plurals, label_average=args.label_average)
+    result = evaluate(truth, predictions, options, bootstrap=args.bootstrap, seed=args.seed, strict=args.strict,
+                      workers=args.workers or None)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    shown = BREAKDOWNS if "all" in args.breakdown else tuple(dict.fromkeys(args.breakdown))
+    print(format_result(result, shown))
+    if args.json:
+        _write_json(Path(args.json), result.to_dict())
+    return 0
+
+
+def _default_dataset() -> str | None:
+    try:
+        from mixedparts.paths import default_dataset_dir
+    except ImportError:
+        return None
+    folder = default_dataset_dir()
+    return str(folder) if folder.is_dir() else None
+
+
+def _write_json(path: Path, content: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
+                                     delete=False) as out:
+        json.dump(content, out, indent=1, allow_nan=False)
+        out.write("\n")
+    os.replace(out.name, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,404 @@
+"""Score predictions against a ground-truth split: per task, the macro mean, breakdowns and bootstrap CIs.
+
+    from mixedparts.metrics.evaluate import evaluate
+    from mixedparts.metrics.report import format_result
+    result = evaluate(ground_truth, predictions)        # EvalOptions() = the spec's defaults
+    print(format_result(result))
+
+Every metric is computed per task; the headline is the unweighted mean of the task scores, which
+reproduces all 30 cells of Calico's MixedParts tables from their per-task rows (metrics.md 2.2).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from mixedparts.errors import MixedPartsError
+from mixedparts.metrics import ap50
+from mixedparts.metrics.ground_truth import GroundTruth
+from mixedparts.metrics.options import EvalOptions
+from mixedparts.metrics.recall import recall as recall_ratio
+from mixedparts.metrics.semantic import LabelTable, pair_scores
+from mixedparts.metrics.units import Pairs, build_units, score_units
+from mixedparts.predictions import Predictions, PredictionsError, check_against_ground_truth, predictions_from_list
+from mixedparts.schema import TASKS
+
+METRICS = ("AP50", "mIoU", "Recall", "SS", "S-IoU")
+MEAN = "mean"
+BREAKDOWNS = ("source", "category")
+
+
+@dataclass
+class EvalResult:
+    scores: pd.DataFrame
+    """Rows: the tasks present and ``mean``; columns: :data:`METRICS` plus ``samples`` and ``units``. Percent."""
+    options: EvalOptions
+    counts: dict
+    text_models: dict
+    meta: dict = field(default_factory=dict)
+    ci: pd.DataFrame | None = None
+    """Same shape as ``scores``' metric columns; cells are (low, high) of the 95% bootstrap interval."""
+    bootstrap: dict = field(default_factory=dict)
+    secondary: pd.DataFrame | None = None
+    """A13: SS and S-IoU over every GT label, unpaired ones scoring 0 (rows as ``scores``)."""
+    pooled: dict = field(default_factory=dict)
+    """A2: every metric pooled over all units of all tasks (secondary)."""
+    breakdowns: dict[str, pd.DataFrame] = field(default_factory=dict)
+    """Per ``source`` / ``category``: one row per (group, task) and per (group, mean)."""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def variant(self) -> dict:
+        return self.options.variant()
+
+    def headline(self) -> dict[str, float]:
+        return {metric: float(self.scores.loc[MEAN, metric]) for metric in METRICS}
+
+    def to_dict(self) -> dict:
+        """JSON-ready: percent values unrounded, NaN as null."""
+        def table(frame: pd.DataFrame | None) -> dict | None:
+            if frame is None:
+                return None
+            return {str(index): {str(k): _json_value(v) for k, v in row.items()}
+                    for index, row in frame.to_dict("index").items()}
+
+        def long_table(frame: pd.DataFrame) -> list[dict]:
+            return [{str(k): _json_value(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+        return {
+            "format": "mixedparts-eval/1",
+            "scale": "percent",
+            **self.meta,
+            "variant": self.variant,
+            "options": self.options.as_dict(),
+            "text_models": self.text_models,
+            "scores": table(self.scores),
+            "ci95": None if self.ci is None else {row: {m: list(map(_json_value, self.ci.loc[row, m]))
+                                                        for m in METRICS} for row in self.ci.index},
+            "bootstrap": self.bootstrap or None,
+            "secondary_all_gt_labels": table(self.secondary),
+            "pooled_all_tasks": {k: _json_value(v) for k, v in self.pooled.items()},
+            "counts": self.counts,
+            "breakdowns": {name: long_table(frame) for name, frame in self.breakdowns.items()},
+            "warnings": self.warnings,
+        }
+
+
+def macro_mean(values: Iterable[float]) -> float:
+    """The headline: the unweighted mean of the per-task scores present (NaN ones skipped)."""
+    present = [v for v in values if not math.isnan(v)]
+    return sum(present) / len(present) if present else float("nan")
+
+
+def evaluate(ground_truth: GroundTruth | Sequence[dict], predictions: Predictions | Sequence[dict] | None,
+             options: EvalOptions | None = None, *, bootstrap: int = 0, seed: int = 0,
+             breakdowns: Sequence[str] = BREAKDOWNS, strict: bool = False, workers: int | None = None,
+             embedder=None, recall_embedder=None) -> EvalResult:
+    """Score ``predictions`` on ``ground_truth``.
+
+    ``ground_truth``: a :class:`GroundTruth` or a list of sample rows (schema.SAMPLE_FEATURES).
+    ``predictions``: a :class:`Predictions` (from ``read_predictions``), a list of prediction dicts,
+    or None (everything empty). Samples without a prediction count as empty; ``strict`` makes that
+    an error. ``bootstrap`` > 0 adds 95% intervals from that many resamplings of samples within
+    each task (seeded). ``embedder`` / ``recall_embedder`` override the text models (tests).
+    """
+    from mixedparts.metrics.text_models import load_embedder
+
+    options = options or EvalOptions()
+    if not isinstance(ground_truth, GroundTruth):
+        rows = list(ground_truth)
+        splits = sorted({row["split"] for row in rows})
+        ground_truth = GroundTruth(rows, splits[0] if len(splits) == 1 else ",".join(splits), "<rows>")
+    if not isinstance(predictions, Predictions):
+        predictions = predictions_from_list(predictions or [])
+    rows = ground_truth.rows
+    if not rows:
+        raise MixedPartsError(f"{ground_truth.origin}: the {ground_truth.split} split holds no samples")
+    missing = check_against_ground_truth(predictions, ground_truth.image_sizes(), ground_truth.split)
+    warnings = []
+    if missing:
+        shown = ", ".join(repr(s) for s in missing[:3]) + (", ..." if len(missing) > 3 else "")
+        if strict:
+            raise PredictionsError(predictions.path, f"{len(missing)} of {len(rows)} samples have no prediction "
+                                   f"({shown}); without --strict they would count as empty", field="predictions")
+        warnings.append(f"{len(missing)} of {len(rows)} samples have no prediction ({shown}); they count as empty")
+
+    table = LabelTable(options.labels, options.fold_plurals)
+    units = build_units(rows, predictions.by_sample, table, options)
+    embedder = embedder or load_embedder(None)
+    ss_embeddings = embedder.embed(table.texts)
+    recall_embeddings = None
+    if options.recall_text_gate == "on":
+        if recall_embedder is None and options.recall_text_model is not None:
+            recall_embedder = load_embedder(options.recall_text_model)
+        recall_embeddings = recall_embedder.embed(table.texts) if recall_embedder is not None else ss_embeddings
+    chunks = score_units(units, options, ss_embeddings, recall_embeddings, workers)
+
+    scored = _Scored.collect(units, chunks, options, table, ss_embeddings)
+    task_of_sample = np.array([TASKS.index(row["task"]) for row in rows])
+    unit_task = task_of_sample[units.sample]
+    tasks = [t for t in TASKS if (unit_task == TASKS.index(t)).any()]
+
+    score_rows, secondary_rows = {}, {}
+    for task in tasks:
+        selected = unit_task == TASKS.index(task)
+        score_rows[task] = scored.metrics(selected)
+        secondary_rows[task] = scored.all_gt_label_metrics(selected)
+    score_rows[MEAN] = {m: macro_mean(score_rows[t][m] for t in tasks) for m in METRICS}
+    secondary_rows[MEAN] = {m: macro_mean(secondary_rows[t][m] for t in tasks) for m in ("SS", "S-IoU")}
+    frame = pd.DataFrame.from_dict(score_rows, orient="index")[list(METRICS)] * 100
+    sample_counts = {t: int((task_of_sample == TASKS.index(t)).sum()) for t in tasks}
+    frame.insert(0, "samples", [sample_counts.get(t, len(rows)) for t in frame.index])
+    frame.insert(1, "units", [int((unit_task == TASKS.index(t)).sum()) if t in TASKS else len(units)
+                              for t in frame.index])
+    secondary = None
+    if options.label_pairs != "all-gt":
+        secondary = pd.DataFrame.from_dict(secondary_rows, orient="index")[["SS", "S-IoU"]] * 100
+
+    result = EvalResult(
+        scores=frame, options=options, secondary=secondary,
+        pooled={m: v * 100 for m, v in scored.metrics(np.ones(len(units), dtype=bool)).items()},
+        counts=_counts(rows, units, predictions, missing, scored),
+        text_models={"SS": embedder.describe(),
+                     "recall_gate": None if options.recall_text_gate == "off"
+                     else (recall_embedder or embedder).describe()},
+        meta={"predictions": predictions.path, "model": predictions.model, "split": ground_truth.split,
+              "ground_truth": ground_truth.origin, "versions": _versions()},
+        warnings=warnings + scored.warnings,
+    )
+    for name in breakdowns:
+        result.breakdowns[name] = _breakdown(scored, units, rows, unit_task, tasks, name)
+    if bootstrap:
+        result.ci, result.bootstrap = _bootstrap(scored, units, unit_task, tasks, bootstrap, seed)
+    return result
+
+
+class _Scored:
+    """Per-unit and per-pair results of one run, and the aggregation of any subset of units."""
+
+    def __init__(self):
+        self.warnings: list[str] = []
+
+    @classmethod
+    def collect(cls, units, chunks, options: EvalOptions, table: LabelTable, ss_embeddings) -> _Scored:
+        self = cls()
+        self.options = options
+        self.unit_ids = units.unit_ids
+        self.sample = units.sample
+        self.eval_imgs = [e for chunk in chunks for e in chunk.eval_imgs]
+        self.miou = np.concatenate([chunk.miou for chunk in chunks])
+        self.matched = np.concatenate([chunk.recall_matched for chunk in chunks])
+        self.gt_count = np.array([len(m) for m in units.gt_masks], dtype=np.int64)
+        self.predicted_count = np.array([len(m) for m in units.predicted_masks], dtype=np.int64)
+        chosen, miou_pairs = Pairs(), Pairs()
+        for chunk in chunks:
+            miou_pairs.extend(chunk.miou_pairs)
+            chosen.extend({"recall": chunk.recall_pairs, "text": chunk.text_pairs}.get(options.label_pairs,
+                                                                                      chunk.miou_pairs))
+        self.pair_unit, predicted, truth = chosen.arrays()
+        self.ss, self.siou = pair_scores(table, ss_embeddings, predicted, truth)
+        self.miou_pair_unit, predicted, truth = miou_pairs.arrays()
+        self.miou_pair_ss, self.miou_pair_siou = pair_scores(table, ss_embeddings, predicted, truth)
+        empty = table.empty()
+        blank = int((empty[predicted] | empty[truth]).sum()) if len(predicted) else 0
+        self.blank_pairs = blank
+        if blank:
+            self.warnings.append(f"{blank} mIoU-paired masks have an empty label; their SS and S-IoU count as 0")
+        return self
+
+    def metrics(self, selected: np.ndarray) -> dict[str, float]:
+        """The five metrics (fractions) over the units where ``selected`` is true."""
+        index = np.flatnonzero(selected)
+        if not len(index):
+            return {m: float("nan") for m in METRICS}
+        ap = ap50.accumulate_ap50([self.eval_imgs[i] for i in index], [self.unit_ids[i] for i in index])
+        values = {
+            "AP50": ap,
+            "mIoU": float(np.mean(self.miou[index])),
+            "Recall": recall_ratio(self.matched[index].sum(), self.gt_count[index].sum()),
+        }
+        in_subset = selected[self.pair_unit]
+        if self.options.label_pairs == "all-gt":
+            values.update(self._over_gt(self.ss[in_subset], self.siou[in_subset], self.pair_unit[in_subset],
+                                        index))
+        else:
+            values.update(self._over_pairs(self.ss[in_subset], self.siou[in_subset], self.pair_unit[in_subset]))
+        return values
+
+    def all_gt_label_metrics(self, selected: np.ndarray) -> dict[str, float]:
+        index = np.flatnonzero(selected)
+        in_subset = selected[self.miou_pair_unit]
+        return self._over_gt(self.miou_pair_ss[in_subset], self.miou_pair_siou[in_subset],
+                             self.miou_pair_unit[in_subset], index)
+
+    def _over_pairs(self, ss, siou, pair_unit) -> dict[str, float]:
+        if not len(ss):
+            return {"SS": float("nan"), "S-IoU": float("nan")}
+        if self.options.label_average == "pairs":
+            return {"SS": float(np.mean(ss)), "S-IoU": float(np.mean(siou))}
+        samples = self.sample[pair_unit]
+        counts = np.bincount(samples)
+        has = counts > 0
+        return {name: float(np.mean(np.bincount(samples, weights=v)[has] / counts[has]))
+                for name, v in (("SS", ss), ("S-IoU", siou))}
+
+    def _over_gt(self, ss, siou, pair_unit, unit_index) -> dict[str, float]:
+        """Every GT label of the units counts; unpaired ones score 0 (A8 d)."""
+        gt_total = self.gt_count[unit_index].sum()
+        if not gt_total:
+            return {"SS": float("nan"), "S-IoU": float("nan")}
+        if self.options.label_average == "pairs":
+            return {"SS": float(ss.sum() / gt_total), "S-IoU": float(siou.sum() / gt_total)}
+        size = int(self.sample.max()) + 1
+        gt_per_sample = np.bincount(self.sample[unit_index], weights=self.gt_count[unit_index], minlength=size)
+        has = gt_per_sample > 0
+        samples = self.sample[pair_unit]
+        return {name: float(np.mean(np.bincount(samples, weights=v, minlength=size)[has] / gt_per_sample[has]))
+                for name, v in (("SS", ss), ("S-IoU", siou))}
+
+
+def _counts(rows, units, predictions: Predictions, missing: list[str], scored: _Scored) -> dict:
+    return {
+        "samples": len(rows),
+        "units": len(units),
+        "gt_masks": int(scored.gt_count.sum()),
+        "predicted_samples": len(predictions.by_sample),
+        "predicted_masks": int(scored.predicted_count.sum()),
+        "units_without_predictions": int((scored.predicted_count == 0).sum()),
+        "samples_without_predictions": len(missing),
+        "phrase_mask_mismatches": len(predictions.mismatched),
+        "units_over_100_masks": int((scored.predicted_count > ap50.MAX_DETECTIONS).sum()),
+        "label_pairs": int(len(scored.pair_unit)),
+        "empty_label_pairs": scored.blank_pairs,
+    }
+
+
+def _breakdown(scored: _Scored, units, rows, unit_task, tasks, name: str) -> pd.DataFrame:
+    if name == "source":
+        sources = np.array([row["source"] for row in rows], dtype=object)
+        group_of_unit = sources[units.sample]
+    elif name == "category":
+        group_of_unit = np.array(units.category, dtype=object)
+    else:
+        raise ValueError(f"unknown breakdown {name!r}; expected one of {BREAKDOWNS}")
+    records = []
+    for group in sorted(set(group_of_unit.tolist())):
+        in_group = group_of_unit == group
+        per_task = {}
+        for task in tasks:
+            selected = in_group & (unit_task == TASKS.index(task))
+            if selected.any():
+                per_task[task] = scored.metrics(selected)
+                records.append({name: group, "task": task, "units": int(selected.sum()),
+                                **{m: per_task[task][m] * 100 for m in METRICS}})
+        records.append({name: group, "task": MEAN, "units": int(in_group.sum()),
+                        **{m: macro_mean(v[m] for v in per_task.values()) * 100 for m in METRICS}})
+    return pd.DataFrame.from_records(records, columns=[name, "task", "units", *METRICS])
+
+
+def _bootstrap(scored: _Scored, units, unit_task, tasks, replicates: int, seed: int):
+    """95% percentile intervals from resampling samples with replacement, independently within each task."""
+    rng = np.random.default_rng(seed)
+    per_task = {}
+    for task in tasks:
+        per_task[task] = _bootstrap_task(scored, np.flatnonzero(unit_task == TASKS.index(task)), replicates, rng)
+    per_task[MEAN] = {m: np.array([macro_mean(values) for values in zip(*(per_task[t][m] for t in tasks))])
+                      for m in METRICS}
+    ci = pd.DataFrame(index=[*tasks, MEAN], columns=list(METRICS), dtype=object)
+    for row, values in per_task.items():
+        for metric in METRICS:
+            finite = values[metric][~np.isnan(values[metric])] * 100
+            ci.at[row, metric] = (tuple(float(x) for x in np.percentile(finite, [2.5, 97.5]))
+                                  if len(finite) else (float("nan"), float("nan")))
+    return ci, {"replicates": replicates, "seed": seed, "level": 0.95, "resampled": "samples within each task"}
+
+
+def _bootstrap_task(scored: _Scored, unit_index: np.ndarray, replicates: int, rng) -> dict[str, np.ndarray]:
+    """Replicates of the five metrics (fractions) over one task's units; each draws its samples with
+    replacement and lists them in the order drawn.
+
+    Draw order matters for AP50: with equal scores COCO ranks detections in unit order, and keeping
+    copies of a sample next to each other would lengthen runs of hits and misses, which the precision
+    envelope rewards (a biased replicate). Drawn order is as arbitrary as the ground truth's.
+    """
+    samples, unit_sample = np.unique(scored.sample[unit_index], return_inverse=True)
+    n = len(samples)
+
+    def per_sample(values, owners=unit_sample):
+        return np.bincount(owners, weights=values, minlength=n)
+
+    local = np.full(len(scored.unit_ids), -1)
+    local[unit_index] = unit_sample
+    pairs = local[scored.pair_unit] >= 0
+    owners = local[scored.pair_unit[pairs]]
+    ratios = {"mIoU": (per_sample(scored.miou[unit_index]), per_sample(np.ones(len(unit_index))), float("nan")),
+              "Recall": (per_sample(scored.matched[unit_index]), per_sample(scored.gt_count[unit_index]), 0.0)}
+    for name, values in (("SS", scored.ss[pairs]), ("S-IoU", scored.siou[pairs])):
+        sums = per_sample(values, owners)
+        if scored.options.label_pairs == "all-gt":
+            denominator = per_sample(scored.gt_count[unit_index])
+        else:
+            denominator = per_sample(np.ones(len(values)), owners)
+        if scored.options.label_average == "samples":
+            has = denominator > 0
+            ratios[name] = (np.where(has, sums / np.where(has, denominator, 1), 0.0), has.astype(float), float("nan"))
+        else:
+            ratios[name] = (sums, denominator, float("nan"))
+    detections = _SampleDetections(scored, unit_index, unit_sample, n)
+    out = {m: np.empty(replicates) for m in METRICS}
+    for b in range(replicates):
+        draw = rng.integers(0, n, n)
+        weights = np.bincount(draw, minlength=n).astype(float)
+        for name, (numerator, denominator, empty) in ratios.items():
+            bottom = weights @ denominator
+            out[name][b] = weights @ numerator / bottom if bottom > 0 else empty
+        out["AP50"][b] = detections.ap50(draw)
+    return out
+
+
+class _SampleDetections:
+    """One task's COCO detection flags, grouped by sample, to recompute AP50 for any list of samples."""
+
+    def __init__(self, scored: _Scored, unit_index: np.ndarray, unit_sample: np.ndarray, samples: int):
+        flags = [ap50.detection_flags(scored.eval_imgs[i]) for i in unit_index]
+        # Units of a sample are consecutive in ground-truth order, so their detections are too.
+        self.scores = np.concatenate([f[0] for f in flags] + [np.zeros(0)])
+        self.true_positive = np.concatenate([f[1] for f in flags] + [np.zeros(0, bool)])
+        self.false_positive = np.concatenate([f[2] for f in flags] + [np.zeros(0, bool)])
+        self.count = np.bincount(unit_sample, weights=[len(f[0]) for f in flags], minlength=samples).astype(np.int64)
+        self.first = np.concatenate(([0], np.cumsum(self.count)[:-1]))
+        self.gt = np.bincount(unit_sample, weights=[f[3] for f in flags], minlength=samples).astype(np.int64)
+        self.presorted = len(self.scores) == 0 or bool(np.all(self.scores == self.scores[0]))
+
+    def ap50(self, draw: np.ndarray) -> float:
+        """AP50 over the samples ``draw`` (indices, repeats allowed), detections listed in that order."""
+        lengths = self.count[draw]
+        offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        order = np.repeat(self.first[draw] - offsets, lengths) + np.arange(int(lengths.sum()))
+        return ap50.ap_from_flags(self.scores[order], self.true_positive[order], self.false_positive[order],
+                                  int(self.gt[draw].sum()), presorted=self.presorted)
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in ("mixedparts", "pycocotools", "sentence-transformers", "torch"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def _json_value(value):
+    if isinstance(value, (np.floating, float)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

@@ -1,0 +1,95 @@
+"""Pairing masks within one unit the way GLaMM's GCG evaluation does (metrics.md 4.2, 4.3).
+
+All functions take a dense IoU matrix and return index pairs; they never decode masks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def greedy_pairs(iou: np.ndarray) -> list[tuple[int, int, float]]:
+    """GLaMM ``compute_miou``: repeatedly take the largest IoU, pair its row and column, drop both.
+
+    Rows are predictions, columns GT. Stops when the largest remaining IoU is not > 0. Ties go to
+    the first entry in row-major order; GLaMM deletes rows and columns, which keeps the relative
+    order of the rest, so masking them out with -1 picks the same entries.
+    """
+    if iou.size == 0:
+        return []
+    remaining = _without_nan(iou)
+    columns = remaining.shape[1]
+    pairs = []
+    for _ in range(min(remaining.shape)):
+        flat = int(np.argmax(remaining))
+        best = remaining.flat[flat]
+        if not best > 0:
+            break
+        row, column = divmod(flat, columns)
+        pairs.append((row, column, float(iou[row, column])))
+        remaining[row, :] = -1.0
+        remaining[:, column] = -1.0
+    return pairs
+
+
+def optimal_pairs(iou: np.ndarray) -> list[tuple[int, int, float]]:
+    """Hungarian pairing maximizing the total IoU, keeping pairs with IoU > 0 (A5 variant)."""
+    if iou.size == 0:
+        return []
+    from scipy.optimize import linear_sum_assignment
+
+    values = _without_nan(iou)
+    rows, columns = linear_sum_assignment(values, maximize=True)
+    return [(int(r), int(c), float(values[r, c])) for r, c in zip(rows, columns) if values[r, c] > 0]
+
+
+def recall_matches(iou_gt_by_pred: np.ndarray, text_similarity: np.ndarray | None, iou_threshold: float = 0.5,
+                   text_threshold: float = 0.5, stop_at_first_failure: bool = True) -> list[tuple[int, int]]:
+    """GLaMM ``find_best_matches``: (gt, prediction) pairs that pass both the IoU and the text gate.
+
+    Rows are GT, columns predictions (transposed relative to :func:`greedy_pairs`, which matters
+    for ties). GLaMM stops the whole loop at the first highest-IoU pair that fails a threshold
+    (``stop_at_first_failure``); the ``skip`` variant rejects only that pair and goes on, and
+    still stops once the best IoU left is below the IoU threshold. ``text_similarity`` None means
+    the gate is off. Thresholds must be > 0: used entries are set to -1 where GLaMM sets them to 0,
+    which picks the same pairs for any positive threshold and guarantees the loop ends.
+    """
+    if iou_gt_by_pred.size == 0:
+        return []
+    remaining = _without_nan(iou_gt_by_pred)
+    columns = remaining.shape[1]
+    matches = []
+    while True:
+        flat = int(np.argmax(remaining))
+        row, column = divmod(flat, columns)
+        if remaining[row, column] < iou_threshold:
+            break
+        if text_similarity is not None and text_similarity[row, column] < text_threshold:
+            if stop_at_first_failure:
+                break
+            remaining[row, column] = -1.0
+            continue
+        matches.append((row, column))
+        remaining[row, :] = -1.0
+        remaining[:, column] = -1.0
+    return matches
+
+
+def text_pairs(similarity: np.ndarray) -> list[tuple[int, int]]:
+    """Label pairs by text alone: the assignment maximizing total similarity (A8 variant c).
+
+    Rows are predictions, columns GT, as in :func:`greedy_pairs`.
+    """
+    if similarity.size == 0:
+        return []
+    from scipy.optimize import linear_sum_assignment
+
+    rows, columns = linear_sum_assignment(similarity.astype(float), maximize=True)
+    return [(int(r), int(c)) for r, c in zip(rows, columns)]
+
+
+def _without_nan(matrix: np.ndarray) -> np.ndarray:
+    """A float copy with NaN as 0: GLaMM's 0/0 for two empty masks; pycocotools itself gives 0."""
+    copy = np.array(matrix, dtype=float)
+    copy[np.isnan(copy)] = 0.0
+    return copy

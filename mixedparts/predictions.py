@@ -1,0 +1,582 @@
+"""The predictions file: reading, writing and validating it (format in ``shared/design.md``).
+
+One JSON document::
+
+    {"format": "mixedparts-predictions/1", "model": "...", "split": "test",
+     "predictions": [{"sample_id": "...", "text": "...",
+                      "segments": [{"label": "leg", "image_index": 0,
+                                    "mask": {"size": [h, w], "counts": "..."}, "score": 1.0}]}]}
+
+or JSON Lines: the same header without ``predictions`` on the first line, then one prediction per
+line. A GLaMM GCG prediction folder (one JSON file per image or per sample, see
+:func:`read_gcg_folder`) is read into the same structure, so GLaMM/LISA outputs can be scored.
+
+Every problem is reported as a :class:`PredictionsError` naming the file, the sample id and the
+field. Predictions are kept as the plain validated dicts of the file: nothing is copied or decoded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mixedparts import markup
+from mixedparts.errors import MixedPartsError
+from mixedparts.masks import validation_error
+from mixedparts.schema import PREDICTED_SEGMENT_FIELDS, PREDICTION_FIELDS, PREDICTIONS_FORMAT
+
+FILE_FORMATS = ("auto", "json", "jsonl", "gcg")
+GCG_UNIT_ID = re.compile(r"^(?P<sample_id>.+)_IMAGE(?P<image>[1-9][0-9]*)$")
+"""A GCG file for one image of a sample is named (and has ``image_id``) ``<sample_id>_IMAGE<k>``, k 1-based."""
+
+
+class PredictionsError(MixedPartsError):
+    """A predictions file that cannot be scored; the message names the file, the sample and the field."""
+
+    def __init__(self, path: str | os.PathLike, message: str, *, sample_id: object = None, field: str | None = None,
+                 where: str | None = None):
+        self.path = str(path)
+        self.sample_id = sample_id
+        self.field = field
+        self.where = where
+        parts = [self.path]
+        if where:
+            parts.append(where)
+        if sample_id is not None:
+            parts.append(f"sample {sample_id!r}" if isinstance(sample_id, str) else f"sample id {sample_id!r}")
+        if field:
+            parts.append(f"field '{field}'")
+        parts.append(message)
+        super().__init__(": ".join(parts))
+
+
+@dataclass
+class Predictions:
+    """A validated predictions file: ``by_sample`` maps each sample id to its prediction dict, in file order."""
+
+    path: str
+    format: str  # "json", "jsonl" or "gcg"
+    by_sample: dict[str, dict]
+    model: str | None = None
+    split: str | None = None
+    mismatched: set[str] = field(default_factory=set)
+    """Samples whose answer's ``[SEG]`` count differs from their number of masks (metrics.md A12)."""
+
+    @property
+    def mask_count(self) -> int:
+        return sum(len(p["segments"]) for p in self.by_sample.values())
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_predictions(path: str | os.PathLike, format: str = "auto",
+                     images: Mapping[str, list[tuple[int, int]]] | None = None) -> Predictions:
+    """Read and validate a predictions file (JSON or JSON Lines) or, with ``format="gcg"``, a GCG folder.
+
+    ``images`` (sample id -> [(height, width), ...] per image) is needed for GCG folders only, to
+    route masks to images. Checks that need the ground truth (unknown ids, image sizes) are in
+    :func:`check_against_ground_truth`.
+    """
+    path = Path(path)
+    if format not in FILE_FORMATS:
+        raise ValueError(f"unknown predictions format {format!r}; expected one of {FILE_FORMATS}")
+    if format == "gcg" or (format == "auto" and path.is_dir()):
+        if images is None:
+            raise ValueError("reading a GCG folder needs the ground truth's image sizes")
+        return read_gcg_folder(path, images)
+    if not path.exists():
+        raise PredictionsError(path, "no such file")
+    if path.is_dir():
+        raise PredictionsError(path, "is a folder; pass --format gcg to read a GLaMM GCG prediction folder")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise PredictionsError(path, f"not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except OSError as error:
+        raise PredictionsError(path, f"cannot read: {error.strerror}") from None
+    if not text.strip():
+        raise PredictionsError(path, "empty file")
+    if format == "jsonl" or (format == "auto" and path.suffix == ".jsonl"):
+        return _read_jsonl(path, text)
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        if error.msg == "Extra data" and format == "auto":
+            return _read_jsonl(path, text)  # more than one JSON value: JSON Lines
+        raise PredictionsError(path, f"not valid JSON: {error.msg}",
+                               where=f"line {error.lineno} column {error.colno}") from None
+    except (ValueError, RecursionError) as error:  # e.g. nesting or integer-length limits
+        raise PredictionsError(path, f"not valid JSON: {_reason(error)}") from None
+    if not isinstance(document, dict):
+        raise PredictionsError(path, f"must hold a JSON object with 'format' and 'predictions', "
+                               f"got {_json_type(document)}")
+    model, split = _check_header(path, document)
+    if "predictions" not in document:
+        raise PredictionsError(path, "missing field 'predictions'")
+    items = document["predictions"]
+    if not isinstance(items, list):
+        raise PredictionsError(path, f"'predictions' must be a list, got {_json_type(items)}", field="predictions")
+    return _validated(path, "json", model, split, [(f"predictions[{i}]", item) for i, item in enumerate(items)])
+
+
+def predictions_from_list(items: Iterable[Mapping], model: str | None = None, split: str | None = None,
+                          path: str = "<predictions>") -> Predictions:
+    """Validate predictions held in memory (dicts as in the file) as :func:`read_predictions` would."""
+    entries = [(f"predictions[{i}]", item) for i, item in enumerate(items)]
+    return _validated(Path(path), "json", model, split, entries)
+
+
+def _read_jsonl(path: Path, text: str) -> Predictions:
+    entries = []
+    header = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise PredictionsError(path, f"not valid JSON: {error.msg} (column {error.colno})",
+                                   where=f"line {number}") from None
+        except (ValueError, RecursionError) as error:
+            raise PredictionsError(path, f"not valid JSON: {_reason(error)}", where=f"line {number}") from None
+        if header is None:
+            if not isinstance(value, dict):
+                raise PredictionsError(path, f"the first line must be the header object with 'format', "
+                                       f"got {_json_type(value)}", where=f"line {number}")
+            if "predictions" in value:
+                raise PredictionsError(path, "a JSON Lines header must not hold 'predictions'; write one "
+                                       "prediction per line after it", where=f"line {number}", field="predictions")
+            header = value
+            model, split = _check_header(path, header, where=f"line {number}")
+        else:
+            entries.append((f"line {number}", value))
+    return _validated(path, "jsonl", model, split, entries)
+
+
+def _check_header(path: Path, header: dict, where: str | None = None) -> tuple[str | None, str | None]:
+    if "format" not in header:
+        raise PredictionsError(path, f"missing field 'format' (expected {PREDICTIONS_FORMAT!r})", where=where)
+    if header["format"] != PREDICTIONS_FORMAT:
+        raise PredictionsError(path, f"format must be {PREDICTIONS_FORMAT!r}, got {header['format']!r}",
+                               where=where, field="format")
+    for key in ("model", "split"):
+        if key in header and header[key] is not None and not isinstance(header[key], str):
+            raise PredictionsError(path, f"'{key}' must be a string, got {_json_type(header[key])}", where=where,
+                                   field=key)
+    return header.get("model"), header.get("split")
+
+
+def _validated(path: Path, file_format: str, model: str | None, split: str | None,
+               entries: list[tuple[str, object]]) -> Predictions:
+    by_sample: dict[str, dict] = {}
+    where_of: dict[str, str] = {}
+    mismatched = set()
+    for where, item in entries:
+        sample_id = _check_prediction(path, where, item)
+        if sample_id in by_sample:
+            raise PredictionsError(path, f"duplicate sample id (first at {where_of[sample_id]})", where=where,
+                                   sample_id=sample_id, field="sample_id")
+        by_sample[sample_id] = item
+        where_of[sample_id] = where
+        if item["text"] and markup.seg_count(item["text"]) != len(item["segments"]):
+            mismatched.add(sample_id)
+    predictions = Predictions(str(path), file_format, by_sample, model, split, mismatched)
+    _check_masks(predictions, where_of)
+    return predictions
+
+
+def _check_prediction(path: Path, where: str, item: object) -> str:
+    if not isinstance(item, dict):
+        raise PredictionsError(path, f"a prediction must be an object, got {_json_type(item)}", where=where)
+    sample_id = item.get("sample_id")
+    if "sample_id" not in item:
+        raise PredictionsError(path, "missing field 'sample_id'", where=where)
+    if not isinstance(sample_id, str) or not sample_id:
+        raise PredictionsError(path, f"'sample_id' must be a non-empty string, got {_short(sample_id)}",
+                               where=where, field="sample_id")
+    for key in PREDICTION_FIELDS:
+        if key not in item:
+            raise PredictionsError(path, f"missing field '{key}'", where=where, sample_id=sample_id, field=key)
+    if not isinstance(item["text"], str):
+        raise PredictionsError(path, f"must be a string, got {_json_type(item['text'])}", where=where,
+                               sample_id=sample_id, field="text")
+    segments = item["segments"]
+    if not isinstance(segments, list):
+        raise PredictionsError(path, f"must be a list, got {_json_type(segments)}", where=where,
+                               sample_id=sample_id, field="segments")
+    for j, segment in enumerate(segments):
+        name = f"segments[{j}]"
+        if not isinstance(segment, dict):
+            raise PredictionsError(path, f"must be an object, got {_json_type(segment)}", where=where,
+                                   sample_id=sample_id, field=name)
+        for key in PREDICTED_SEGMENT_FIELDS:
+            if key not in segment:
+                raise PredictionsError(path, "missing field", where=where, sample_id=sample_id,
+                                       field=f"{name}.{key}")
+        label = segment["label"]
+        if not isinstance(label, str):
+            raise PredictionsError(path, f"label must be a string, got {_json_type(label)}", where=where,
+                                   sample_id=sample_id, field=f"{name}.label")
+        index = segment["image_index"]
+        if not _is_int(index) or index < 0:
+            raise PredictionsError(path, f"image_index must be a non-negative integer, got {_short(index)}",
+                                   where=where, sample_id=sample_id, field=f"{name}.image_index")
+        if "score" in segment:
+            score = segment["score"]
+            if not _is_number(score) or not math.isfinite(score):
+                raise PredictionsError(path, f"score must be a finite number, got {_short(score)}", where=where,
+                                       sample_id=sample_id, field=f"{name}.score")
+    return sample_id
+
+
+def _check_masks(predictions: Predictions, where_of: Mapping[str, str]) -> None:
+    owners = []
+    masks = []
+    for sample_id, prediction in predictions.by_sample.items():
+        for j, segment in enumerate(prediction["segments"]):
+            owners.append((sample_id, j))
+            masks.append(segment["mask"])
+    bad = first_invalid_rle(masks)
+    if bad is not None:
+        sample_id, j = owners[bad]
+        raise PredictionsError(predictions.path, validation_error(masks[bad]), where=where_of.get(sample_id),
+                               sample_id=sample_id, field=f"segments[{j}].mask")
+
+
+def check_against_ground_truth(predictions: Predictions, images: Mapping[str, list[tuple[int, int]]],
+                               split: str | None = None) -> list[str]:
+    """Check predictions against the ground truth's samples; return the GT sample ids with no prediction.
+
+    ``images`` maps each sample id of the scored split, in order, to its images' (height, width).
+    """
+    path = predictions.path
+    if split is not None and predictions.split is not None and predictions.split != split:
+        raise PredictionsError(path, f"the predictions are for split {predictions.split!r}, but split {split!r} "
+                               f"is being scored", field="split")
+    for sample_id, prediction in predictions.by_sample.items():
+        sizes = images.get(sample_id)
+        if sizes is None:
+            raise PredictionsError(path, "unknown sample id: not in the ground truth of this split",
+                                   sample_id=sample_id, field="sample_id")
+        for j, segment in enumerate(prediction["segments"]):
+            index = segment["image_index"]
+            if index >= len(sizes):
+                raise PredictionsError(path, f"image_index {index} is out of range: the sample has {len(sizes)} "
+                                       f"images (0..{len(sizes) - 1})", sample_id=sample_id,
+                                       field=f"segments[{j}].image_index")
+            size = segment["mask"]["size"]
+            if (size[0], size[1]) != tuple(sizes[index]):
+                raise PredictionsError(path, f"mask size {size[0]}x{size[1]} differs from image {index}'s size "
+                                       f"{sizes[index][0]}x{sizes[index][1]} (height x width)",
+                                       sample_id=sample_id, field=f"segments[{j}].mask.size")
+    return [sample_id for sample_id in images if sample_id not in predictions.by_sample]
+
+
+# ---------------------------------------------------------------- GLaMM GCG folders
+
+
+def read_gcg_folder(folder: str | os.PathLike, images: Mapping[str, list[tuple[int, int]]]) -> Predictions:
+    """Read a GLaMM GCG prediction folder: ``{image_id}.json`` files with ``image_id``, ``caption``,
+    ``phrases`` and ``pred_masks`` (compressed RLE), as GLaMM's ``eval/gcg/infer.py`` writes them.
+
+    ``image_id`` names what the file predicts:
+    - ``<sample_id>_IMAGE<k>`` (k 1-based): one image of a sample; ``phrases[i]`` labels
+      ``pred_masks[i]``, as in GLaMM.
+    - ``<sample_id>``: a whole sample. If the caption keeps the markup with ``[SEG] (IMAGEk)`` tags,
+      the i-th ``[SEG]`` routes and labels the i-th mask; otherwise ``phrases[i]`` labels
+      ``pred_masks[i]`` and each mask goes to the one image of its size.
+    Phrase/mask count mismatches follow metrics.md A12: the first min(n) are paired, extra masks get
+    the label "" and extra phrases are dropped; such samples are counted in ``mismatched``.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PredictionsError(folder, "a GCG prediction folder must be a directory of JSON files")
+    files = sorted(p for p in folder.iterdir() if p.suffix == ".json" and p.is_file())
+    if not files:
+        raise PredictionsError(folder, "holds no .json files")
+    by_sample: dict[str, dict] = {}
+    whole_sample: dict[str, Path] = {}
+    unit_files: dict[tuple[str, int], Path] = {}
+    mismatched = set()
+    for file in files:
+        record = _gcg_record(file)
+        image_id = record.get("image_id", file.stem)
+        if not isinstance(image_id, str):
+            raise PredictionsError(file, f"'image_id' must be a string, got {_short(image_id)}", field="image_id")
+        caption, phrases, masks = _gcg_fields(file, image_id, record)
+        unit = GCG_UNIT_ID.match(image_id)
+        if image_id in images:
+            sample_id = image_id
+            if sample_id in whole_sample or any(key[0] == sample_id for key in unit_files):
+                raise PredictionsError(file, "duplicate sample id: another file predicts this sample",
+                                       sample_id=sample_id, field="image_id")
+            whole_sample[sample_id] = file
+            segments, mismatch = _gcg_sample_segments(file, sample_id, caption, phrases, masks, images[sample_id])
+            by_sample[sample_id] = {"sample_id": sample_id, "text": caption, "segments": segments}
+        elif unit and unit["sample_id"] in images:
+            sample_id, index = unit["sample_id"], int(unit["image"]) - 1
+            if sample_id in whole_sample or (sample_id, index) in unit_files:
+                raise PredictionsError(file, f"duplicate: another file predicts image {index + 1} of this sample",
+                                       sample_id=sample_id, field="image_id")
+            if index >= len(images[sample_id]):
+                raise PredictionsError(file, f"image {index + 1} is out of range: the sample has "
+                                       f"{len(images[sample_id])} images", sample_id=sample_id, field="image_id")
+            unit_files[(sample_id, index)] = file
+            labels, mismatch = _paired_labels(phrases, len(masks))
+            prediction = by_sample.setdefault(sample_id, {"sample_id": sample_id, "text": "", "segments": []})
+            prediction["text"] = " ".join(t for t in (prediction["text"], caption) if t)
+            prediction["segments"].extend({"label": label, "image_index": index, "mask": mask}
+                                          for label, mask in zip(labels, masks))
+        else:
+            raise PredictionsError(file, "unknown sample id: image_id is neither a sample id of this split nor "
+                                   "<sample_id>_IMAGE<k>", sample_id=image_id, field="image_id")
+        if mismatch:
+            mismatched.add(sample_id)
+    # Per-image files merge into one prediction per sample; list its segments by image whatever the file order.
+    for sample_id, prediction in by_sample.items():
+        if sample_id not in whole_sample:
+            prediction["segments"].sort(key=lambda s: s["image_index"])
+    return Predictions(str(folder), "gcg", by_sample, model=folder.name, mismatched=mismatched)
+
+
+def _gcg_record(file: Path) -> dict:
+    try:
+        record = json.loads(file.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise PredictionsError(file, f"not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except json.JSONDecodeError as error:
+        raise PredictionsError(file, f"not valid JSON: {error.msg}",
+                               where=f"line {error.lineno} column {error.colno}") from None
+    except (ValueError, RecursionError) as error:
+        raise PredictionsError(file, f"not valid JSON: {_reason(error)}") from None
+    if not isinstance(record, dict):
+        raise PredictionsError(file, f"must hold a JSON object, got {_json_type(record)}")
+    # GLaMM's evaluate.py also accepts {image_id: {...}}: one key wrapping the record.
+    if len(record) == 1:
+        (inner,) = record.values()
+        if isinstance(inner, dict) and "pred_masks" in inner:
+            record = inner
+    return record
+
+
+def _gcg_fields(file: Path, image_id: str, record: dict) -> tuple[str, list[str], list[dict]]:
+    caption = record.get("caption", "")
+    if not isinstance(caption, str):
+        raise PredictionsError(file, f"must be a string, got {_json_type(caption)}", sample_id=image_id,
+                               field="caption")
+    for key in ("phrases", "pred_masks"):
+        if key not in record:
+            raise PredictionsError(file, "missing field", sample_id=image_id, field=key)
+        if not isinstance(record[key], list):
+            raise PredictionsError(file, f"must be a list, got {_json_type(record[key])}", sample_id=image_id,
+                                   field=key)
+    for i, phrase in enumerate(record["phrases"]):
+        if not isinstance(phrase, str):
+            raise PredictionsError(file, f"label must be a string, got {_json_type(phrase)}", sample_id=image_id,
+                                   field=f"phrases[{i}]")
+    bad = first_invalid_rle(record["pred_masks"])
+    if bad is not None:
+        raise PredictionsError(file, validation_error(record["pred_masks"][bad]), sample_id=image_id,
+                               field=f"pred_masks[{bad}]")
+    return caption, record["phrases"], record["pred_masks"]
+
+
+def _paired_labels(phrases: list[str], mask_count: int) -> tuple[list[str], bool]:
+    labels = [p.strip() for p in phrases[:mask_count]]
+    return labels + [""] * (mask_count - len(labels)), len(phrases) != mask_count
+
+
+def _gcg_sample_segments(file: Path, sample_id: str, caption: str, phrases: list[str], masks: list[dict],
+                         sizes: list[tuple[int, int]]) -> tuple[list[dict], bool]:
+    tagged = [(p.phrase, index) for p in markup.parse(caption) for index in p.image_indices]
+    if tagged:
+        mismatch = len(tagged) != len(masks)
+        routed = tagged[:len(masks)]
+        labels = [label for label, _ in routed] + [""] * (len(masks) - len(routed))
+        indices: list[int | None] = [index for _, index in routed] + [None] * (len(masks) - len(routed))
+    else:
+        labels, mismatch = _paired_labels(phrases, len(masks))
+        indices = [None] * len(masks)
+    segments = []
+    for i, (label, index, mask) in enumerate(zip(labels, indices, masks)):
+        if index is None:
+            size = tuple(mask["size"])
+            matching = [k for k, image_size in enumerate(sizes) if tuple(image_size) == size]
+            if len(matching) != 1:
+                reason = "no image of the sample has" if not matching else "several images of the sample have"
+                raise PredictionsError(file, f"cannot route the mask to an image: {reason} its size "
+                                       f"{size[0]}x{size[1]}; tag the caption's [SEG]s with (IMAGEk) or write one "
+                                       f"file per image named {sample_id}_IMAGE<k>.json", sample_id=sample_id,
+                                       field=f"pred_masks[{i}]")
+            index = matching[0]
+        segments.append({"label": label.strip(), "image_index": index, "mask": mask})
+    return segments, mismatch
+
+
+# ---------------------------------------------------------------- writing
+
+
+def write_predictions(path: str | os.PathLike, predictions: Iterable[Mapping], model: str | None = None,
+                      split: str | None = None, *, jsonl: bool | None = None) -> Path:
+    """Write a predictions file atomically; JSON Lines when ``jsonl`` or the name ends in ``.jsonl``.
+
+    ``predictions`` are dicts with ``sample_id``, ``text`` and ``segments`` (each ``label``,
+    ``image_index``, ``mask`` and optionally ``score``); they are checked as a reader would.
+    """
+    path = Path(path)
+    if jsonl is None:
+        jsonl = path.suffix == ".jsonl"
+    items = [dict(p) for p in predictions]
+    header = {"format": PREDICTIONS_FORMAT, "model": model, "split": split}
+    seen = set()
+    for i, item in enumerate(items):
+        sample_id = _check_prediction(path, f"predictions[{i}]", item)
+        if sample_id in seen:
+            raise PredictionsError(path, "duplicate sample id", sample_id=sample_id, field="sample_id")
+        seen.add(sample_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
+                                     delete=False) as out:
+        try:
+            if jsonl:
+                out.write(json.dumps(header, allow_nan=False) + "\n")
+                for item in items:
+                    out.write(json.dumps(item, allow_nan=False, separators=(",", ":")) + "\n")
+            else:
+                json.dump({**header, "predictions": items}, out, allow_nan=False, separators=(",", ":"))
+        except BaseException:
+            out.close()
+            os.unlink(out.name)
+            raise
+    os.replace(out.name, path)
+    return path
+
+
+# ---------------------------------------------------------------- bulk RLE validation
+
+
+def first_invalid_rle(masks: list[object]) -> int | None:
+    """Index of the first mask that :func:`mixedparts.masks.validation_error` rejects, or None.
+
+    Same verdicts, found in bulk: decoding millions of RLE characters one by one in Python takes
+    minutes, so the run lengths of all well-formed-looking masks are decoded together with numpy and
+    only suspects are re-checked one by one (which also yields the exact message).
+    """
+    suspects: list[int] = []
+    checked: list[int] = []
+    counts: list[str] = []
+    pixels: list[int] = []
+    for i, mask in enumerate(masks):
+        if (type(mask) is dict and len(mask) == 2 and type(mask.get("counts")) is str and mask["counts"].isascii()
+                and type(mask.get("size")) in (list, tuple) and len(mask["size"]) == 2
+                and type(mask["size"][0]) is int and type(mask["size"][1]) is int
+                and 0 < mask["size"][0] < _MAX_SIDE and 0 < mask["size"][1] < _MAX_SIDE):
+            checked.append(i)
+            counts.append(mask["counts"])
+            pixels.append(mask["size"][0] * mask["size"][1])
+        else:
+            suspects.append(i)
+    batch_start = 0
+    while batch_start < len(checked):
+        # Batches bound memory: several int64 arrays per RLE character.
+        batch_end, characters = batch_start, 0
+        while batch_end < len(checked) and (characters < 1_000_000 or batch_end == batch_start):
+            characters += len(counts[batch_end])
+            batch_end += 1
+        failed = _rle_failures(counts[batch_start:batch_end], pixels[batch_start:batch_end])
+        suspects.extend(checked[batch_start + k] for k in failed)
+        batch_start = batch_end
+    for i in sorted(suspects):
+        if validation_error(masks[i]) is not None:
+            return i
+    return None
+
+
+_MAX_CHUNKS = 7  # 35-bit run lengths; longer values (never produced by pycocotools) go the slow way
+_MAX_SIDE = 2**31  # keeps height * width and every sum in int64
+
+
+def _rle_failures(counts: list[str], pixels: list[int]) -> list[int]:
+    """Positions in ``counts`` whose run lengths are malformed, negative or do not cover ``pixels``.
+
+    Mirrors ``masks.run_lengths``: 6-bit chunks from character - 48, 5 value bits each, 0x20 = more
+    chunks follow, 0x10 in the last chunk = negative; from the 4th run on, each value is a delta
+    to the run two places back. A position may be reported for a valid string (callers re-check);
+    an invalid one is never missed.
+    """
+    n = len(counts)
+    lengths = np.fromiter(map(len, counts), dtype=np.int64, count=n)
+    failed = lengths == 0
+    if not lengths.any():
+        return np.flatnonzero(failed).tolist()
+    data = np.frombuffer("".join(counts).encode("ascii"), dtype=np.uint8)
+    string_owner = np.repeat(np.arange(n), lengths)
+    last_char = np.cumsum(lengths)[lengths > 0] - 1
+    chunk = data.astype(np.int64) - 48
+    bad_char = (chunk < 0) | (chunk > 63)
+    failed[string_owner[bad_char]] = True
+    chunk[bad_char] = 0
+    more = (chunk & 0x20) != 0
+    failed[string_owner[last_char[more[last_char]]]] = True  # truncated: the last value never ends
+    more[last_char] = False  # so that no value straddles two strings
+    ends = np.flatnonzero(~more)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    value_owner = string_owner[ends]
+    # Each character adds its 5 bits at its place in its value; the bits never overlap, so a sum is an OR.
+    value_of_char = np.repeat(np.arange(len(ends)), ends - starts + 1)
+    place = np.arange(len(data)) - starts[value_of_char]
+    failed[string_owner[place >= _MAX_CHUNKS]] = True
+    place = np.minimum(place, _MAX_CHUNKS - 1)
+    values = np.add.reduceat((chunk & 0x1F) << (5 * place), starts)
+    values -= ((chunk[ends] & 0x10) != 0).astype(np.int64) << (5 * (place[ends] + 1))  # sign of the last chunk
+    # The delta rule, run[i] = value[i] + run[i - 2] for i >= 3, makes odd runs running sums of the
+    # odd values and even runs from index 2 on running sums of the even values, within each string.
+    first_value = np.searchsorted(value_owner, np.arange(n), side="left")
+    string_first = first_value[value_owner]
+    index = np.arange(len(ends)) - string_first
+    odd = (index & 1) == 1
+    even = ~odd & (index >= 2)
+    odd_sums = np.concatenate(([0], np.cumsum(values * odd)))
+    even_sums = np.concatenate(([0], np.cumsum(values * even)))
+    runs = np.where(odd, odd_sums[1:] - odd_sums[string_first],
+                    np.where(even, even_sums[1:] - even_sums[string_first], values))
+    failed[value_owner[runs < 0]] = True
+    has_values = np.bincount(value_owner, minlength=n) > 0
+    covered = np.zeros(n, dtype=np.int64)
+    covered[has_values] = np.add.reduceat(runs, first_value[has_values])
+    failed |= covered != np.asarray(pixels, dtype=np.int64)
+    return np.flatnonzero(failed).tolist()
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _reason(error: BaseException) -> str:
+    return "nested too deeply" if isinstance(error, RecursionError) else str(error)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _json_type(value: object) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
