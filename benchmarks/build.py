@@ -55,6 +55,7 @@ def main() -> int:
         size = sum(p.stat().st_size for p in (out / "data").glob("*.parquet"))
         print(f"build: {total:,} samples in {elapsed:.1f} s ({total / elapsed:,.0f} samples/s), "
               f"peak RSS {peak_rss_gb():.2f} GB, {size / 1024**3:.2f} GB of shards, workers={args.workers}")
+        print("  stages: " + ", ".join(f"{stage} {sec:.1f} s" for stage, sec in result.seconds.items()))
         for split, per_source in result.counts.items():
             for source, per_task in per_source.items():
                 print(f"  {split:5s} {source:15s} " + "  ".join(f"{t}: {n:,}" for t, n in per_task.items()))

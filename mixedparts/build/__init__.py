@@ -7,6 +7,7 @@ materialize and write the shards (:mod:`mixedparts.build.writer`: parallel, resu
 
 from __future__ import annotations
 
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ class BuildResult:
     counts: dict  # split -> source -> task -> rows
     shards_written: int
     shards_skipped: int
+    seconds: dict  # wall time per stage: reading, pairing, writing
 
 
 def read_pools(readers, options: BuildOptions, progress: bool) -> dict[str, list[Pool]]:
@@ -91,8 +93,12 @@ def build(readers, out: str | Path, options: BuildOptions = BuildOptions(), work
                           "settings": r.settings()} for r in readers}
     state = prepare_output(out, {"options": options.fingerprint(), "sources": sources})
 
+    clock = time.perf_counter()
     pools = read_pools(readers, options, progress)
+    seconds = {"reading": time.perf_counter() - clock}
+    clock = time.perf_counter()
     plans = {split: plan_split(pools[split], split, options, progress) for split in SPLITS if pools.get(split)}
+    seconds["pairing"] = time.perf_counter() - clock
     if not plans:
         raise MixedPartsError("the sources hold no usable objects (after the area filter)")
 
@@ -101,11 +107,13 @@ def build(readers, out: str | Path, options: BuildOptions = BuildOptions(), work
         return materialize(pools[split][pool_index], task, objects, options.seed)
 
     split_rows = {split: len(plan) for split, plan in plans.items()}
+    clock = time.perf_counter()
     shards, written, kept = write_dataset(out, state, split_rows, row_at, options.shard_rows, workers, progress)
+    seconds["writing"] = time.perf_counter() - clock
     counts = count_rows(pools, plans)
     finish(out, shards, split_rows, counts, {"options": options.fingerprint(), "seed": options.seed,
                                             "sources": sources, "image_roots": image_roots(readers)})
-    return BuildResult(out, split_rows, counts, written, kept)
+    return BuildResult(out, split_rows, counts, written, kept, seconds)
 
 
 def count_rows(pools: dict, plans: dict) -> dict:

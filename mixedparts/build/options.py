@@ -14,8 +14,8 @@ class BuildOptions:
     seed: int = 0
     images_per_sample: int = 2
     # Partner draws per anchor object and task: the main volume knob (see the README's count formula).
-    partners_per_anchor: dict = field(default_factory=lambda: {"common_object": 10, "common_parts": 12,
-                                                               "unique_parts": 12})
+    partners_per_anchor: dict = field(default_factory=lambda: {"common_object": 11, "common_parts": 14,
+                                                               "unique_parts": 14})
     cap_per_object: int = 120  # appearances of one object across all samples of its split
     cap_per_category_pair: int = 30000  # samples per (task, category combination) per source and split
     same_category_fraction: float = 0.5  # part tasks: share of partners drawn from the anchor's category
