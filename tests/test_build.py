@@ -158,7 +158,8 @@ def test_every_row_satisfies_the_pairing_rules(built, records):
 
 
 def test_plain_load_dataset_reads_three_splits_with_the_schema(built):
-    loaded = datasets.load_dataset(str(built))
+    # A private cache: pytest reuses temporary paths, and datasets' cache keys on the path.
+    loaded = datasets.load_dataset(str(built), cache_dir=str(built.parent / "hf-cache"))
     assert set(loaded) == set(SPLITS)
     for split in SPLITS:
         assert loaded[split].features == SAMPLE_FEATURES
