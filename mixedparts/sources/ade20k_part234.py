@@ -28,6 +28,7 @@ from mixedparts import masks
 from mixedparts.errors import SourceError
 from mixedparts.masks import Rle
 from mixedparts.sources.base import SourceReader, load_json, require_keys
+from mixedparts.sources.coco import empty_mask, is_int, segmentation_to_rle
 from mixedparts.sources.names import normalize, normalize_part
 from mixedparts.sources.records import ImageRecord
 
@@ -82,10 +83,6 @@ def _release_root(root: Path) -> Path:
         if any((root / name).glob("ade20k_instance_*.json")):
             return root / name
     return root
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -145,7 +142,7 @@ class Ade20kPart234Reader(SourceReader):
         for index, category in enumerate(block):
             where = f"categories[{index}]"
             require_keys(category, ("id", "name"), path, where)
-            if not _is_int(category["id"]):
+            if not is_int(category["id"]):
                 raise SourceError(path, f"category id must be an integer, got {category['id']!r}", where)
             if category["id"] in names:
                 raise SourceError(path, f"duplicate category id {category['id']}", where)
@@ -165,14 +162,14 @@ class Ade20kPart234Reader(SourceReader):
             require_keys(record, ("id", "file_name", "width", "height"), path, where)
             image_id, file_name = record["id"], record["file_name"]
             where = f"images[{index}] (id {image_id!r})"
-            if not (_is_int(image_id) or isinstance(image_id, str)):
+            if not (is_int(image_id) or isinstance(image_id, str)):
                 raise SourceError(path, f"image id must be an integer or string, got {image_id!r}", where)
             if image_id in images:
                 raise SourceError(path, f"duplicate image id {image_id!r}", where)
             if not isinstance(file_name, str) or not file_name:
                 raise SourceError(path, f"file_name must be a non-empty string, got {file_name!r}", where)
             width, height = record["width"], record["height"]
-            if not (_is_int(width) and _is_int(height) and width > 0 and height > 0):
+            if not (is_int(width) and is_int(height) and width > 0 and height > 0):
                 raise SourceError(path, f"width and height must be positive integers, got {width!r}x{height!r}",
                                   where)
             images[image_id] = _Image(image_id, file_name, width, height, f"images[{index}] (id {image_id!r}, "
@@ -191,7 +188,7 @@ class Ade20kPart234Reader(SourceReader):
             image_id, category_id = record["image_id"], record["category_id"]
             if not isinstance(image_id, (int, str)) or isinstance(image_id, bool) or image_id not in images:
                 raise SourceError(path, f"annotation refers to unknown image_id {image_id!r}", where)
-            if not _is_int(category_id) or category_id not in category_names:
+            if not is_int(category_id) or category_id not in category_names:
                 raise SourceError(path, f"unknown category_id {category_id!r} (expected one of the "
                                   f"{len(category_names)} object categories)", where)
             if record.get("iscrowd"):
@@ -240,41 +237,14 @@ class Ade20kPart234Reader(SourceReader):
                           image.where)
 
     def _object_mask(self, annotation: _Annotation, image: _Image, path: Path) -> Rle:
-        segmentation, height, width = annotation.segmentation, image.height, image.width
-        if isinstance(segmentation, list):
-            return self._from_polygons(segmentation, height, width, path, annotation.where)
-        if isinstance(segmentation, dict) and set(segmentation) == {"size", "counts"}:
-            if segmentation["size"] != [height, width]:
-                raise SourceError(path, f"segmentation size {segmentation['size']!r} differs from the image's "
-                                  f"[{height}, {width}]", annotation.where)
-            counts = segmentation["counts"]
-            if isinstance(counts, list):
-                if not all(_is_int(c) and c >= 0 for c in counts) or sum(counts) != height * width:
-                    raise SourceError(path, f"malformed uncompressed RLE: run lengths must be non-negative "
-                                      f"integers summing to {height * width}", annotation.where)
-                return masks.from_uncompressed(segmentation)
-            problem = masks.validation_error(segmentation)
-            if problem:
-                raise SourceError(path, f"malformed segmentation: {problem}", annotation.where)
-            return {"size": [height, width], "counts": counts}
-        raise SourceError(path, "malformed segmentation: expected a polygon list or an RLE object with 'size' "
-                          "and 'counts'", annotation.where)
-
-    def _from_polygons(self, polygons: list, height: int, width: int, path: Path, where: str) -> Rle:
-        usable = []
-        for polygon in polygons:
-            if (not isinstance(polygon, list) or len(polygon) % 2
-                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in polygon)):
-                raise SourceError(path, "malformed segmentation: a polygon must be a flat list of x, y numbers",
-                                  where)
-            if len(polygon) < 6:
-                # pycocotools would read 4 numbers as a box; fewer than 3 points enclose nothing anyway.
-                self.stats.add("degenerate polygons (< 3 points) dropped")
-                continue
-            usable.append(polygon)
-        if not usable:
-            return masks.encode(np.zeros((height, width), dtype=bool))
-        return masks.from_polygons(usable, height, width)
+        try:
+            mask, short = segmentation_to_rle(annotation.segmentation, image.height, image.width, "drop")
+        except ValueError as error:
+            raise SourceError(path, f"malformed segmentation: {error}", annotation.where) from None
+        if short:
+            self.stats.add("short polygons dropped", short)
+        # No polygon left: an empty mask, which the area filter drops and counts.
+        return mask if mask is not None else empty_mask(image.height, image.width)
 
     def _parts_of(self, category: str, object_pixels: np.ndarray, part_map: np.ndarray,
                   no_part: int) -> list[tuple[str, Rle]]:

@@ -7,15 +7,14 @@ part's names its object in the same image. Part categories are spelled ``object:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mixedparts import masks
 from mixedparts.errors import SourceError
 from mixedparts.masks import Rle
 from mixedparts.sources.base import SourceReader, load_json, require_dir, require_keys
+from mixedparts.sources.coco import is_int, segmentation_to_rle
 from mixedparts.sources.names import normalize, normalize_part
 from mixedparts.sources.records import DEFAULT_MIN_AREA_FRACTION, ImageRecord
 
@@ -37,17 +36,9 @@ class _ObjectGroup:
     parts: list[dict] = field(default_factory=list)
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _where(kind: str, record: object, index: int) -> str:
     """``annotation id 5002`` where the record has a usable id, else its position in the list."""
-    if isinstance(record, dict) and _is_int(record.get("id")):
+    if isinstance(record, dict) and is_int(record.get("id")):
         return f"{kind} id {record['id']}"
     return f"{kind}s[{index}]"
 
@@ -124,7 +115,7 @@ class PacoReader(SourceReader):
             where = _where("category", category, index)
             require_keys(category, CATEGORY_FIELDS, path, where)
             category_id, name = category["id"], category["name"]
-            if not _is_int(category_id):
+            if not is_int(category_id):
                 raise SourceError(path, f"category 'id' must be an integer, got {category_id!r}", where)
             if not isinstance(name, str) or not name.strip():
                 raise SourceError(path, f"category 'name' must be a non-empty string, got {name!r}", where)
@@ -146,12 +137,12 @@ class PacoReader(SourceReader):
         for index, image in enumerate(images):
             where = _where("image", image, index)
             require_keys(image, IMAGE_FIELDS, path, where)
-            if not _is_int(image["id"]):
+            if not is_int(image["id"]):
                 raise SourceError(path, f"image 'id' must be an integer, got {image['id']!r}", where)
             if image["id"] in by_id:
                 raise SourceError(path, "duplicate image id", where)
             for key in ("width", "height"):
-                if not _is_int(image[key]) or image[key] <= 0:
+                if not is_int(image[key]) or image[key] <= 0:
                     raise SourceError(path, f"image '{key}' must be a positive integer, got {image[key]!r}", where)
             if not isinstance(image["file_name"], str) or not image["file_name"].strip():
                 raise SourceError(path, f"image 'file_name' must be a non-empty string, got {image['file_name']!r}",
@@ -169,7 +160,7 @@ class PacoReader(SourceReader):
             where = _where("annotation", annotation, index)
             require_keys(annotation, ANNOTATION_FIELDS, path, where)
             for key in ("id", "image_id", "category_id", "obj_ann_id"):
-                if not _is_int(annotation[key]):
+                if not is_int(annotation[key]):
                     raise SourceError(path, f"'{key}' must be an integer, got {annotation[key]!r}", where)
             if annotation["id"] in seen:
                 raise SourceError(path, "duplicate annotation id", where)
@@ -205,7 +196,8 @@ class PacoReader(SourceReader):
             self.stats.add("empty segmentations skipped")
             return None
         try:
-            return _to_rle(segmentation, width, height)
+            mask, _ = segmentation_to_rle(segmentation, height, width, short_polygons="error")
+            return mask
         except ValueError as error:
             raise SourceError(path, f"malformed segmentation: {error}", where) from None
 
@@ -224,43 +216,3 @@ class PacoReader(SourceReader):
                                   f"{self.coco_images}", where)
         self.stats.add("bare file names given the split's COCO folder")
         return f"{expected}/{file_name}"
-
-
-def _to_rle(segmentation: object, width: int, height: int) -> Rle:
-    """Compressed RLE (``str`` or ``bytes`` counts), uncompressed RLE or polygons -> compressed RLE.
-
-    Raises ValueError saying what is wrong.
-    """
-    if isinstance(segmentation, list):
-        for polygon in segmentation:
-            if not isinstance(polygon, list) or not all(_is_number(v) for v in polygon):
-                raise ValueError("polygons must be lists of numbers")
-            if len(polygon) < 6 or len(polygon) % 2:
-                raise ValueError(f"a polygon needs an even number of at least 6 coordinates, got {len(polygon)}")
-        return masks.from_polygons(segmentation, height, width)
-    if not isinstance(segmentation, dict) or "size" not in segmentation or "counts" not in segmentation:
-        raise ValueError("expected polygons, or an RLE object with 'size' and 'counts'")
-    size, counts = segmentation["size"], segmentation["counts"]
-    if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) for v in size)):
-        raise ValueError(f"RLE 'size' must be [height, width], got {size!r}")
-    if size != [height, width]:
-        raise ValueError(f"RLE size {size[0]}x{size[1]} differs from the image's {height}x{width}")
-    if isinstance(counts, bytes):
-        try:
-            counts = counts.decode("ascii")
-        except UnicodeDecodeError:
-            raise ValueError("RLE 'counts' bytes are not ASCII") from None
-    if isinstance(counts, str):
-        rle = {"size": [height, width], "counts": counts}
-        problem = masks.validation_error(rle)
-        if problem is not None:
-            raise ValueError(problem)
-        return rle
-    if isinstance(counts, list):
-        if not all(_is_int(v) and v >= 0 for v in counts):
-            raise ValueError("uncompressed RLE 'counts' must be non-negative integers")
-        if sum(counts) != height * width:
-            raise ValueError(f"uncompressed RLE covers {sum(counts)} pixels, but {height}x{width} has "
-                             f"{height * width}")
-        return masks.from_uncompressed({"size": [height, width], "counts": counts})
-    raise ValueError(f"RLE 'counts' must be a string or a list of integers, got {type(counts).__name__}")

@@ -28,7 +28,6 @@ or pads them by repeating their last point, as VLPart does. Either way they are 
 from __future__ import annotations
 
 import functools
-import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from mixedparts import masks
 from mixedparts.errors import SourceError
 from mixedparts.masks import Rle
 from mixedparts.sources.base import SourceReader, load_json, require_keys
+from mixedparts.sources.coco import is_int, segmentation_to_rle
 from mixedparts.sources.names import normalize, normalize_part
 from mixedparts.sources.records import ImageRecord, ObjectRecord
 
@@ -50,7 +50,7 @@ PART_BACKGROUND = 40
 WHOLE_BACKGROUND = 158
 IGNORE = 255  # Compositor's ignore value in both maps
 PART_IDS = range(40)
-SHORT_POLYGON_POLICIES = ("drop", "pad")
+SHORT_POLYGON_POLICIES = ("drop", "pad")  # "error" of sources.coco is not offered: the dirt is known
 MASK_SOURCES = ("json", "png")
 
 _WNID = re.compile(r"^(n\d{8})_")
@@ -83,14 +83,6 @@ def _release_root(root: Path) -> Path:
     if not (root / "annotations").is_dir() and (root / RELEASE_FOLDER_NAME / "annotations").is_dir():
         return root / RELEASE_FOLDER_NAME
     return root
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -175,7 +167,7 @@ class PartImageNetReader(SourceReader):
             where = f"categories[{index}]"
             require_keys(category, ("id", "name"), path, where)
             category_id, name = category["id"], category["name"]
-            if not _is_int(category_id):
+            if not is_int(category_id):
                 raise SourceError(path, f"category id must be an integer, got {category_id!r}", where)
             if category_id in names:
                 raise SourceError(path, f"duplicate category id {category_id}", where)
@@ -194,13 +186,13 @@ class PartImageNetReader(SourceReader):
             require_keys(record, ("id", "file_name", "width", "height"), path, where)
             image_id, file_name, width, height = record["id"], record["file_name"], record["width"], record["height"]
             where = f"images[{index}] (id {image_id!r}, {file_name})"
-            if not (_is_int(image_id) or isinstance(image_id, str)):
+            if not (is_int(image_id) or isinstance(image_id, str)):
                 raise SourceError(path, f"image id must be an integer or string, got {image_id!r}", where)
             if image_id in images:
                 raise SourceError(path, f"duplicate image id {image_id!r}", where)
             if not isinstance(file_name, str) or not file_name:
                 raise SourceError(path, f"file_name must be a non-empty string, got {file_name!r}", where)
-            if not (_is_int(width) and _is_int(height) and width > 0 and height > 0):
+            if not (is_int(width) and is_int(height) and width > 0 and height > 0):
                 raise SourceError(path, f"width and height must be positive integers, got {width!r}x{height!r}",
                                   where)
             match = _WNID.match(Path(file_name).name)
@@ -223,12 +215,12 @@ class PartImageNetReader(SourceReader):
             require_keys(record, required, path, where)
             where = f"annotations[{index}] (id {record['id']!r})"
             image_id = record["image_id"]
-            if not (_is_int(image_id) or isinstance(image_id, str)) or image_id not in images:
+            if not (is_int(image_id) or isinstance(image_id, str)) or image_id not in images:
                 raise SourceError(path, f"annotation refers to unknown image_id {image_id!r}", where)
             part = ""
             if part_names is not None:
                 category_id = record["category_id"]
-                if not _is_int(category_id) or category_id not in part_names:
+                if not is_int(category_id) or category_id not in part_names:
                     raise SourceError(path, f"unknown category_id {category_id!r} (the file's categories have "
                                       f"ids {min(part_names, default='-')}-{max(part_names, default='-')})", where)
                 part = part_names[category_id]
@@ -254,7 +246,7 @@ class PartImageNetReader(SourceReader):
             where = f"images[{index}]"
             require_keys(record, ("id", "file_name"), path, where)
             image_id, file_name = record["id"], record["file_name"]
-            if not (_is_int(image_id) or isinstance(image_id, str)):
+            if not (is_int(image_id) or isinstance(image_id, str)):
                 raise SourceError(path, f"image id must be an integer or string, got {image_id!r}", where)
             if not isinstance(file_name, str):
                 raise SourceError(path, f"file_name must be a string, got {file_name!r}", where)
@@ -295,47 +287,14 @@ class PartImageNetReader(SourceReader):
 
     def _mask(self, annotation: _Annotation, image: _Image, path: Path) -> Rle | None:
         """The annotation's mask, or None when no polygon of at least three points is left."""
-        segmentation, height, width = annotation.segmentation, image.height, image.width
-        if isinstance(segmentation, dict):
-            return self._rle_mask(segmentation, height, width, path, annotation.where)
-        if not isinstance(segmentation, list):
-            raise SourceError(path, "segmentation must be a list of polygons or an RLE object, got "
-                              f"{type(segmentation).__name__}", annotation.where)
-        polygons = []
-        for index, polygon in enumerate(segmentation):
-            if not isinstance(polygon, list) or not all(_is_number(v) for v in polygon):
-                raise SourceError(path, f"segmentation[{index}] must be a list of finite numbers",
-                                  annotation.where)
-            if len(polygon) % 2:
-                raise SourceError(path, f"segmentation[{index}] has an odd number of coordinates ({len(polygon)})",
-                                  annotation.where)
-            if len(polygon) >= 6:
-                polygons.append(polygon)
-            elif self.short_polygons == "pad" and polygon:
-                self.stats.add("short polygons padded")
-                polygons.append(polygon + polygon[-2:] * ((6 - len(polygon)) // 2))
-            else:
-                self.stats.add("short polygons dropped")
-        return masks.from_polygons(polygons, height, width) if polygons else None
-
-    @staticmethod
-    def _rle_mask(segmentation: dict, height: int, width: int, path: Path, where: str) -> Rle:
-        # Not seen in the release, but legal COCO: accept RLE rather than reject a converted file.
-        if set(segmentation) != {"size", "counts"}:
-            raise SourceError(path, "segmentation object must have exactly 'size' and 'counts'", where)
-        if list(segmentation["size"]) != [height, width]:
-            raise SourceError(path, f"segmentation size {segmentation['size']!r} differs from the image's "
-                              f"[{height}, {width}]", where)
-        counts = segmentation["counts"]
-        if isinstance(counts, list):
-            if not all(_is_int(c) and c >= 0 for c in counts) or sum(counts) != height * width:
-                raise SourceError(path, "uncompressed RLE counts must be non-negative integers summing to "
-                                  f"{height * width}", where)
-            return masks.from_uncompressed({"size": [height, width], "counts": counts})
-        problem = masks.validation_error({"size": [height, width], "counts": counts})
-        if problem:
-            raise SourceError(path, f"malformed segmentation: {problem}", where)
-        return {"size": [height, width], "counts": counts}
+        try:
+            mask, short = segmentation_to_rle(annotation.segmentation, image.height, image.width,
+                                              self.short_polygons)
+        except ValueError as error:
+            raise SourceError(path, f"malformed segmentation: {error}", annotation.where) from None
+        if short:
+            self.stats.add(f"short polygons {'padded' if self.short_polygons == 'pad' else 'dropped'}", short)
+        return mask
 
     # -- png masks --------------------------------------------------------------------------------
 
