@@ -1,0 +1,218 @@
+"""``CalicoConfig``: one flat Hugging Face config for the whole model, with the presets ``calico-7b`` and ``calico-tiny``.
+
+Sub-model settings are plain dicts (JSON-friendly) turned into transformers configs on demand:
+``vision_config`` (Blip2VisionConfig: EVA-CLIP ViT-g), ``qformer_config`` (Blip2QFormerConfig),
+``dino_config`` (Dinov2Config), ``text_config`` (LlamaConfig) and ``sam_config`` (segment-anything sizes).
+Every ablation of the paper is one field: ``use_qformer``, ``use_dino``, ``use_cem``, ``use_cam``, ``cam_layers``.
+See ``shared/reference/model.md`` for where each default comes from.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from transformers import PretrainedConfig
+
+IMAGE_PLACEHOLDER_ID = -200
+"""Id written in ``input_ids`` at every visual-token slot (LLaVA's ``IMAGE_TOKEN_INDEX``); the model swaps in embeddings."""
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SAM_MEAN = (123.675, 116.28, 103.53)  # on the 0-255 scale
+SAM_STD = (58.395, 57.12, 57.375)
+
+SAM_VIT_H = {"image_size": 1024, "patch_size": 16, "encoder_embed_dim": 1280, "encoder_depth": 32,
+             "encoder_num_heads": 16, "encoder_global_attn_indexes": [7, 15, 23, 31], "window_size": 14,
+             "prompt_embed_dim": 256, "decoder_depth": 2, "decoder_mlp_dim": 2048, "decoder_num_heads": 8,
+             "iou_head_depth": 3, "iou_head_hidden_dim": 256}
+
+DINOV2 = {  # facebook/dinov2-{small,base,large,giant}
+    "small": {"hidden_size": 384, "num_hidden_layers": 12, "num_attention_heads": 6},
+    "base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12},
+    "large": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16},
+    "giant": {"hidden_size": 1536, "num_hidden_layers": 40, "num_attention_heads": 24, "use_swiglu_ffn": True},
+}
+
+VICUNA_7B = {"vocab_size": 32007, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+             "num_attention_heads": 32, "num_key_value_heads": 32, "max_position_embeddings": 4096,
+             "rms_norm_eps": 1e-5, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0,
+             "tie_word_embeddings": False}
+
+
+class CalicoConfig(PretrainedConfig):
+    model_type = "calico"
+
+    def __init__(
+        self,
+        vision_config: dict | None = None,
+        qformer_config: dict | None = None,
+        num_query_tokens: int = 32,
+        dino_config: dict | None = None,
+        text_config: dict | None = None,
+        sam_config: dict | None = None,
+        # ablations
+        use_qformer: bool = True,
+        use_dino: bool = True,
+        use_cem: bool = True,
+        use_cam: bool = True,
+        cam_layers: list[int] | tuple[int, ...] = (11, 22),
+        cam_own_queries: bool = True,
+        cem_joint: bool = False,
+        cem_num_heads: int = 16,
+        # LoRA (peft)
+        lora_r: int = 8,
+        lora_alpha: int = 16,
+        lora_dropout: float = 0.05,
+        lora_target_modules: list[str] | tuple[str, ...] = ("q_proj", "v_proj"),
+        # what trains besides LoRA, CEM and CAMs
+        train_mask_decoder: bool = True,
+        train_seg_projection: bool = False,
+        train_language_projection: bool = False,
+        extra_trainable: list[str] | tuple[str, ...] = (),
+        # tokens
+        seg_token: str = "[SEG]",
+        seg_token_id: int | None = 32004,
+        image_placeholder_id: int = IMAGE_PLACEHOLDER_ID,
+        # loss
+        ce_loss_weight: float = 1.0,
+        mask_loss_weight: float = 2.0,
+        dice_loss_weight: float = 0.5,
+        mask_loss: str = "focal",
+        focal_alpha: float = 0.25,
+        focal_gamma: float = 2.0,
+        # where the frozen base weights come from (local paths; see checkpoints.py)
+        base_checkpoints: dict | None = None,
+        **kwargs,
+    ):
+        self.vision_config = dict(vision_config or {})
+        self.qformer_config = dict(qformer_config or {})
+        self.num_query_tokens = int(num_query_tokens)
+        self.dino_config = dict(dino_config or DINOV2["giant"])
+        self.text_config = dict(text_config or VICUNA_7B)
+        self.sam_config = {**SAM_VIT_H, **(sam_config or {})}
+        self.use_qformer = bool(use_qformer)
+        self.use_dino = bool(use_dino)
+        self.use_cem = bool(use_cem)
+        self.use_cam = bool(use_cam)
+        self.cam_layers = [int(i) for i in cam_layers]
+        self.cam_own_queries = bool(cam_own_queries)
+        self.cem_joint = bool(cem_joint)
+        self.cem_num_heads = int(cem_num_heads)
+        self.lora_r = int(lora_r)
+        self.lora_alpha = int(lora_alpha)
+        self.lora_dropout = float(lora_dropout)
+        self.lora_target_modules = list(lora_target_modules)
+        self.train_mask_decoder = bool(train_mask_decoder)
+        self.train_seg_projection = bool(train_seg_projection)
+        self.train_language_projection = bool(train_language_projection)
+        self.extra_trainable = list(extra_trainable)
+        self.seg_token = seg_token
+        self.seg_token_id = seg_token_id
+        self.image_placeholder_id = int(image_placeholder_id)
+        self.ce_loss_weight = float(ce_loss_weight)
+        self.mask_loss_weight = float(mask_loss_weight)
+        self.dice_loss_weight = float(dice_loss_weight)
+        if mask_loss not in ("focal", "bce"):
+            raise ValueError(f"mask_loss must be 'focal' or 'bce', got {mask_loss!r}")
+        self.mask_loss = mask_loss
+        self.focal_alpha = float(focal_alpha)
+        self.focal_gamma = float(focal_gamma)
+        self.base_checkpoints = dict(base_checkpoints or {})
+        super().__init__(**kwargs)
+        n_layers = self.text_config.get("num_hidden_layers", 32)
+        if self.use_cam:
+            if not self.use_qformer:
+                raise ValueError("use_cam needs use_qformer: a CAM adds its Q-Former output onto the image's "
+                                 "query-token slots, which do not exist with the patch-token projector")
+            bad = [i for i in self.cam_layers if not 0 <= i < n_layers]
+            if bad:
+                raise ValueError(f"cam_layers {bad} outside the LLM's {n_layers} decoder layers")
+
+    # ---------------------------------------------------------------- derived settings
+    @property
+    def cem_enabled(self) -> bool:
+        """DINOv2 + CEM only feed the CAMs: without CAMs they are not built."""
+        return self.use_dino and self.use_cem and self.use_cam
+
+    @property
+    def active_cam_layers(self) -> list[int]:
+        return sorted(set(self.cam_layers)) if self.use_cam else []
+
+    @property
+    def needs_qformer(self) -> bool:
+        return self.use_qformer or self.use_cam
+
+    def vision(self):
+        from transformers import Blip2VisionConfig
+        return Blip2VisionConfig(**self.vision_config)
+
+    def qformer(self):
+        from transformers import Blip2QFormerConfig
+        return Blip2QFormerConfig(**{**self.qformer_config, "encoder_hidden_size": self.vision().hidden_size})
+
+    def dino(self):
+        from transformers import Dinov2Config
+        return Dinov2Config(**self.dino_config)
+
+    def text(self):
+        from transformers import LlamaConfig
+        return LlamaConfig(**self.text_config)
+
+    @property
+    def visual_tokens_per_image(self) -> int:
+        if self.use_qformer:
+            return self.num_query_tokens
+        vision = self.vision()
+        return (vision.image_size // vision.patch_size) ** 2
+
+
+def calico_7b(**overrides) -> CalicoConfig:
+    """Paper sizes: EVA ViT-g + BLIP-2 Q-Former (32 queries), DINOv2-giant, Vicuna-7B (GLaMM), SAM ViT-H.
+
+    ≈29.2M trainable (LoRA 4.19M + SAM decoder 4.06M + 2 CAMs 12.64M + CEM 8.30M), see model.md §3.
+    """
+    return CalicoConfig(**overrides)
+
+
+TINY = dict(
+    vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                   "image_size": 32, "patch_size": 8},
+    qformer_config={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
+                    "cross_attention_frequency": 1, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0},
+    num_query_tokens=4,
+    dino_config={"hidden_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4, "mlp_ratio": 2,
+                 "image_size": 32, "patch_size": 8},
+    text_config={"vocab_size": 600, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4,
+                 "num_attention_heads": 4, "num_key_value_heads": 4, "max_position_embeddings": 512,
+                 "rms_norm_eps": 1e-5, "tie_word_embeddings": False},
+    sam_config={"image_size": 64, "patch_size": 16, "encoder_embed_dim": 32, "encoder_depth": 2,
+                "encoder_num_heads": 2, "encoder_global_attn_indexes": [1], "window_size": 2,
+                "prompt_embed_dim": 32, "decoder_depth": 2, "decoder_mlp_dim": 64, "decoder_num_heads": 2,
+                "iou_head_depth": 2, "iou_head_hidden_dim": 32},
+    cam_layers=(1, 3),
+    cem_num_heads=4,
+    lora_dropout=0.0,
+    seg_token_id=None,  # set from the tokenizer
+)
+
+
+def calico_tiny(**overrides) -> CalicoConfig:
+    """A few-MB model with the full architecture, for tests and the demo (random frozen parts)."""
+    settings = copy.deepcopy(TINY)
+    for key, value in overrides.items():
+        if key.endswith("_config") and isinstance(value, dict) and key in settings:
+            settings[key] = {**settings[key], **value}
+        else:
+            settings[key] = value
+    return CalicoConfig(**settings)
+
+
+PRESETS = {"calico-7b": calico_7b, "calico-tiny": calico_tiny}
+
+
+def preset(name: str, **overrides) -> CalicoConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+    return PRESETS[name](**overrides)

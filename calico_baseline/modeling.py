@@ -1,0 +1,278 @@
+"""``CalicoForCausalLM``: the whole model (model.md §1) with explicit shapes.
+
+Batch layout (built by :mod:`calico_baseline.data`), B samples with N images in total, T tokens:
+  input_ids        B×T   text ids; every visual-token slot holds ``config.image_placeholder_id`` (-200)
+  attention_mask   B×T   1 = real token
+  labels           B×T   answer ids (+ eos), -100 elsewhere (optional)
+  instruction_positions  (B,)  last prompt token of each sample (CAM instruction token)
+  clip_pixels      N×3×S×S     EVA-CLIP view       dino_pixels N×3×S_d×S_d   DINOv2 view
+  sam_pixels       N×3×S_sam×S_sam  SAM view (padded), sam_input_sizes N×2 (resized h', w'),
+  original_sizes   N×2 (H, W)    image_sample (N,) sample index of each image (images in prompt order)
+  seg_images       list (B) of lists: 0-based image index of each [SEG] of the answer (training)
+  gt_masks         list (B) of lists of H×W 0/1 tensors, one per [SEG] (training)
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import Dinov2Model, LlamaForCausalLM, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from calico_baseline.cam import CamContext, CorrespondenceAdaptation, install_cam_layers
+from calico_baseline.cem import CorrespondenceExtraction
+from calico_baseline.config import CalicoConfig
+from calico_baseline.losses import mask_losses
+from calico_baseline.sam import build_sam, decode_masks
+from calico_baseline.vision import VisualTokenizer
+
+
+@dataclass
+class CalicoOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    ce_loss: torch.Tensor | None = None
+    mask_loss: torch.Tensor | None = None
+    dice_loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None  # B×T×V
+    hidden_states: torch.Tensor | None = None  # B×T×d, last layer after the final norm
+    pred_masks: list | None = None  # per sample: list of H×W logits, one per [SEG]
+    num_masks: int | None = None
+
+
+def _cache_kwarg() -> str:
+    from transformers.models.llama.modeling_llama import LlamaModel
+    return "cache" if "cache" in inspect.signature(LlamaModel.forward).parameters else "past_key_values"
+
+
+CACHE_KWARG = _cache_kwarg()
+
+
+class CalicoForCausalLM(PreTrainedModel):
+    config_class = CalicoConfig
+    base_model_prefix = "calico"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["LlamaDecoderLayer", "CamDecoderLayer"]
+
+    def __init__(self, config: CalicoConfig, verbose: bool = False):
+        super().__init__(config)
+        text = config.text()
+        d_llm = text.hidden_size
+        d_vision = config.vision().hidden_size
+        # frozen EVA-CLIP → Q-Former → Linear (visual tokens)
+        self.visual = VisualTokenizer(config)
+        # frozen DINOv2 + trainable CEM
+        if config.cem_enabled:
+            self.dino = Dinov2Model(config.dino())
+            self.cem = CorrespondenceExtraction(d_vision, config.dino().hidden_size, config.cem_num_heads,
+                                                joint=config.cem_joint)
+        # trainable CAMs (own linears and queries per layer)
+        if config.active_cam_layers:
+            qformer_dim = config.qformer().hidden_size
+            self.cams = nn.ModuleDict({
+                str(i): CorrespondenceAdaptation(d_llm, qformer_dim, config.num_query_tokens,
+                                                 self.visual.query_tokens.detach() if config.cam_own_queries else None)
+                for i in config.active_cam_layers})
+        # LLM with CAM layers, then LoRA
+        llm = LlamaForCausalLM(text)
+        install_cam_layers(llm, config.active_cam_layers)
+        self.language_model = self._add_lora(llm)
+        # [SEG] projection (GLaMM's text_hidden_fcs) and SAM
+        sam_dim = config.sam_config["prompt_embed_dim"]
+        self.text_hidden_fcs = nn.ModuleList([nn.Sequential(nn.Linear(d_llm, d_llm), nn.ReLU(inplace=True),
+                                                            nn.Linear(d_llm, sam_dim), nn.Dropout(0.0))])
+        self.grounding_encoder = build_sam(config.sam_config)
+        self.post_init()
+        self.set_trainable()
+        if verbose:
+            print(self.trainable_summary())
+
+    def _init_weights(self, module):
+        """Every component initialises itself on construction (zero-init CEM/CAM outputs must stay zero)."""
+
+    def _add_lora(self, llm):
+        from peft import LoraConfig, get_peft_model
+        c = self.config
+        if c.lora_r <= 0:
+            return llm
+        lora = LoraConfig(r=c.lora_r, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout,
+                          target_modules=list(c.lora_target_modules), bias="none")
+        return get_peft_model(llm, lora)
+
+    # ---------------------------------------------------------------- modules by role
+    @property
+    def llm(self) -> LlamaForCausalLM:
+        """The (LoRA-injected) ``LlamaForCausalLM``."""
+        model = self.language_model
+        return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        """Modules trained in full (besides LoRA)."""
+        c = self.config
+        modules = {}
+        if c.cem_enabled:
+            modules["cem"] = self.cem
+        if c.active_cam_layers:
+            modules["cams"] = self.cams
+        if c.train_mask_decoder:
+            modules["grounding_encoder.mask_decoder"] = self.grounding_encoder.mask_decoder
+        if c.train_seg_projection:
+            modules["text_hidden_fcs"] = self.text_hidden_fcs
+        if c.use_qformer and c.train_language_projection:
+            modules["visual.language_projection"] = self.visual.language_projection
+        if not c.use_qformer:  # the patch-token projector is new: it must train
+            modules["visual.mm_projector"] = self.visual.mm_projector
+        for name in c.extra_trainable:
+            modules[name] = self.get_submodule(name)
+        return modules
+
+    def set_trainable(self) -> None:
+        for name, param in self.named_parameters():
+            param.requires_grad = "lora_" in name
+        for module in self.trainable_modules().values():
+            module.requires_grad_(True)
+
+    def trainable_parameters(self) -> dict[str, nn.Parameter]:
+        return {name: p for name, p in self.named_parameters() if p.requires_grad}
+
+    def trainable_summary(self) -> str:
+        total = sum(p.numel() for p in self.parameters())
+        groups: dict[str, int] = {}
+        for name, p in self.trainable_parameters().items():
+            key = "lora" if "lora_" in name else name.split(".")[0]
+            groups[key] = groups.get(key, 0) + p.numel()
+        trainable = sum(groups.values())
+        detail = ", ".join(f"{k} {v:,}" for k, v in sorted(groups.items()))
+        return f"Calico trainable parameters: {trainable:,} of {total:,} ({100 * trainable / max(total, 1):.2f}%): {detail}"
+
+    # ---------------------------------------------------------------- pieces of the forward
+    def encode_images(self, clip_pixels, dino_pixels=None, image_sample=None):
+        """→ (visual tokens N×Q×d_llm, CAM features N×L×d_v or None)."""
+        with torch.no_grad():  # frozen encoders
+            clip = self.visual.encode(clip_pixels)  # N×L×d_v
+            dino = self.dino(pixel_values=dino_pixels.to(self.dino.dtype)).last_hidden_state \
+                if self.config.cem_enabled else None  # N×L_d×d_d
+        tokens = self.visual.tokens(clip)
+        if not self.config.active_cam_layers:
+            return tokens, None
+        features = self.cem(clip, dino, image_sample) if self.config.cem_enabled else clip
+        return tokens, features
+
+    def embed(self, input_ids: torch.Tensor, visual_tokens: torch.Tensor) -> torch.Tensor:
+        """B×T ids with -200 slots + N×Q×d visual tokens (in slot order) → B×T×d input embeddings."""
+        slots = input_ids == self.config.image_placeholder_id
+        embeds = self.llm.get_input_embeddings()(input_ids.masked_fill(slots, 0))
+        flat = visual_tokens.reshape(-1, visual_tokens.shape[-1]).to(embeds.dtype)
+        if int(slots.sum()) != flat.shape[0]:
+            raise ValueError(f"{int(slots.sum())} visual-token slots in input_ids but {flat.shape[0]} visual tokens")
+        return embeds.masked_scatter(slots[..., None], flat)
+
+    def slot_positions(self, input_ids: torch.Tensor, image_sample: torch.Tensor, per_image: int) -> torch.Tensor:
+        """N×Q positions of each image's slots (images of a sample in prompt order)."""
+        rows, cols = (input_ids == self.config.image_placeholder_id).nonzero(as_tuple=True)
+        # nonzero is row-major: sample by sample, left to right, which is the image order of image_sample
+        return cols.reshape(-1, per_image)
+
+    def run_llm(self, inputs_embeds, attention_mask, position_ids=None, cam_context=None, cache=None,
+                use_cache=False):
+        """Decoder stack → (last hidden states B×T×d after the final norm, cache)."""
+        if position_ids is None:
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        kwargs = {CACHE_KWARG: cache} if cache is not None else {}
+        if cam_context is not None:
+            kwargs["cam_context"] = cam_context
+        out = self.llm.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
+                             use_cache=use_cache, **kwargs)
+        return out.last_hidden_state, getattr(out, "past_key_values", None) or getattr(out, "cache", None)
+
+    def seg_embeddings(self, hidden: torch.Tensor) -> torch.Tensor:
+        """n×d [SEG] hidden states → n×C SAM prompt embeddings (frozen text_hidden_fcs)."""
+        return self.text_hidden_fcs[0](hidden.to(self.text_hidden_fcs[0][0].weight.dtype))
+
+    def sam_embeddings(self, sam_pixels: torch.Tensor) -> torch.Tensor:
+        """N×3×S×S → N×C×g×g, frozen, one image at a time (as GLaMM)."""
+        encoder = self.grounding_encoder.image_encoder
+        with torch.no_grad():
+            return torch.cat([encoder(p[None].to(encoder.patch_embed.proj.weight.dtype)) for p in sam_pixels])
+
+    def masks_for(self, seg_states: list[torch.Tensor], seg_images: list[list[int]], image_sample: torch.Tensor,
+                  sam_pixels, sam_input_sizes, original_sizes) -> list[list[torch.Tensor]]:
+        """Per sample: the [SEG] states (n_b×d) and their 0-based image indices → list of H×W mask logits."""
+        image_embeddings = self.sam_embeddings(sam_pixels)
+        first_image = {}
+        for n, b in enumerate(image_sample.tolist()):
+            first_image.setdefault(b, n)
+        results = []
+        for b, (states, images) in enumerate(zip(seg_states, seg_images)):
+            masks: list = [None] * len(images)
+            if len(images):
+                prompts = self.seg_embeddings(states)
+                for k in sorted(set(images)):
+                    which = [i for i, image in enumerate(images) if image == k]
+                    n = first_image[b] + k
+                    decoded = decode_masks(self.grounding_encoder, image_embeddings[n : n + 1], prompts[which],
+                                           tuple(int(v) for v in sam_input_sizes[n]),
+                                           tuple(int(v) for v in original_sizes[n]))
+                    for i, mask in zip(which, decoded):
+                        masks[i] = mask
+            results.append(masks)
+        return results
+
+    def prefill_inputs(self, batch: dict):
+        """Embeddings and CAM context of a batch (shared by training forward and generation)."""
+        image_sample = batch["image_sample"]
+        tokens, features = self.encode_images(batch["clip_pixels"], batch.get("dino_pixels"), image_sample)
+        embeds = self.embed(batch["input_ids"], tokens)
+        context = None
+        if features is not None:
+            context = CamContext(self.cams, self.visual.run_qformer, features, image_sample,
+                                 self.slot_positions(batch["input_ids"], image_sample, tokens.shape[1]),
+                                 batch["instruction_positions"])
+        return embeds, context
+
+    # ---------------------------------------------------------------- training forward
+    def forward(self, input_ids, attention_mask, clip_pixels, image_sample, instruction_positions, labels=None,
+                dino_pixels=None, sam_pixels=None, sam_input_sizes=None, original_sizes=None, seg_images=None,
+                gt_masks=None, **_) -> CalicoOutput:
+        batch = dict(input_ids=input_ids, clip_pixels=clip_pixels, dino_pixels=dino_pixels, image_sample=image_sample,
+                     instruction_positions=instruction_positions)
+        embeds, context = self.prefill_inputs(batch)
+        hidden, _ = self.run_llm(embeds, attention_mask, cam_context=context)  # B×T×d
+        logits = self.llm.lm_head(hidden)  # B×T×V
+        if labels is None:
+            return CalicoOutput(logits=logits, hidden_states=hidden)
+        c = self.config
+        ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
+        # the state *predicting* [SEG] (GLaMM/LISA shift): position p where token p+1 is a target [SEG]
+        is_seg = torch.zeros_like(labels, dtype=torch.bool)
+        is_seg[:, :-1] = labels[:, 1:] == c.seg_token_id
+        seg_states = [hidden[b][is_seg[b]] for b in range(hidden.shape[0])]
+        seg_images = [list(images)[: len(s)] for images, s in zip(seg_images or [[]] * len(seg_states), seg_states)]
+        total = ce * c.ce_loss_weight
+        mask_term = dice_term = hidden.sum() * 0
+        pred_masks, num_masks = [[] for _ in seg_states], 0
+        if sam_pixels is not None and any(len(s) for s in seg_images):
+            pred_masks = self.masks_for(seg_states, seg_images, image_sample, sam_pixels, sam_input_sizes,
+                                        original_sizes)
+            preds = [m for masks in pred_masks for m in masks]
+            targets = [g for b, masks in enumerate(pred_masks) for g in list(gt_masks[b])[: len(masks)]]
+            mask_term, dice_term, num_masks = mask_losses(preds, targets, c.mask_loss, c.focal_alpha, c.focal_gamma)
+            total = total + c.mask_loss_weight * mask_term + c.dice_loss_weight * dice_term
+        return CalicoOutput(loss=total, ce_loss=ce.detach(), mask_loss=mask_term.detach(),
+                            dice_loss=dice_term.detach(), logits=logits, hidden_states=hidden,
+                            pred_masks=pred_masks, num_masks=num_masks)
+
+    # ---------------------------------------------------------------- persistence of the trained parts
+    def save_pretrained(self, save_directory, tokenizer=None, **_):
+        """Store only what was trained (LoRA + trainable modules) and the config; see :mod:`checkpoints`."""
+        from calico_baseline.checkpoints import save_trained
+        return save_trained(self, save_directory, tokenizer)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, device="cpu", **base_paths):
+        """Rebuild from :meth:`save_pretrained` output on top of the base checkpoints (local paths)."""
+        from calico_baseline.checkpoints import load_trained
+        return load_trained(pretrained_model_name_or_path, device=device, **base_paths)

@@ -1,0 +1,62 @@
+"""``calico-predict``: a trained Calico checkpoint + a MixedParts split → a predictions file for ``mixedparts-eval``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="calico-predict", description=__doc__,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="folder written by calico-train (save_pretrained)")
+    parser.add_argument("--data", required=True, help="built MixedParts dataset folder")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--out", required=True, help="predictions file (.json or .jsonl)")
+    parser.add_argument("--image-root", action="append", default=[], metavar="SOURCE=PATH",
+                        help="image root of a source, overriding manifest.json")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--max-new-tokens", type=int, default=160)
+    parser.add_argument("--limit", type=int, default=None, help="first N samples only")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--glamm", help="GLaMM checkpoint (overrides the config's base_checkpoints)")
+    parser.add_argument("--blip2", help="BLIP-2 / InstructBLIP checkpoint (transformers format)")
+    parser.add_argument("--dino", help="DINOv2 checkpoint (transformers format)")
+    parser.add_argument("--model-name", default=None, help="'model' field of the predictions file")
+    parser.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from tqdm import tqdm
+    from transformers import AutoTokenizer
+
+    from calico_baseline.data import CalicoDataset, CalicoProcessor, image_roots_for, read_rows
+    from calico_baseline.generation import predict_batch
+    from calico_baseline.modeling import CalicoForCausalLM
+    from mixedparts.predictions import write_predictions
+
+    model = CalicoForCausalLM.from_pretrained(args.checkpoint, device=args.device, glamm=args.glamm,
+                                              blip2=args.blip2, dino=args.dino)
+    tokenizer = AutoTokenizer.from_pretrained(args.checkpoint)
+    processor = CalicoProcessor(tokenizer, model.config)
+    roots = image_roots_for(args.data, dict(r.split("=", 1) for r in args.image_root))
+    rows = read_rows(args.data, args.split, args.limit)
+    dataset = CalicoDataset(rows, processor, roots, train=False)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, collate_fn=processor.collate)
+    predictions = []
+    for batch in tqdm(loader, desc="calico-predict", disable=args.quiet):
+        batch = {k: v.to(args.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        predictions += predict_batch(model, tokenizer, batch, args.max_new_tokens)
+    name = args.model_name or getattr(model.config, "name_or_path", None) or "calico"
+    path = write_predictions(args.out, predictions, model=str(name), split=args.split)
+    if not args.quiet:
+        print(f"wrote {len(predictions)} predictions to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Real-checkpoint key maps (GLaMM, BLIP-2, InstructBLIP, DINOv2) on tiny checkpoints written with the real key
+names and layouts, and save_pretrained/from_pretrained of the trained parts only."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from calico_baseline.checkpoints import TRAINED_FILE, load_base_checkpoints, read_state_dict
+from calico_baseline.modeling import CalicoForCausalLM
+
+from calico_baseline.testing import synthetic_sample, tiny_setup
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny matmuls gain nothing from threads and slow down badly on a shared, loaded CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_sharded(state: dict, folder, shards: int = 2) -> None:
+    """model-0000k-of-0000n.safetensors + model.safetensors.index.json, as the GLaMM/BLIP-2 hub repos."""
+    folder.mkdir(parents=True, exist_ok=True)
+    keys = sorted(state)
+    weight_map = {}
+    for s in range(shards):
+        name = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
+        part = {k: state[k].contiguous() for k in keys[s::shards]}
+        save_file(part, str(folder / name), metadata={"format": "pt"})
+        weight_map.update({k: name for k in part})
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+
+
+def glamm_state(model) -> dict:
+    """A GLaMM checkpoint's layout: LlamaForCausalLM keys (model.*, lm_head), model.grounding_encoder.*,
+    model.text_hidden_fcs.*, plus the CLIP projector and region encoder Calico does not use."""
+    from transformers import LlamaForCausalLM
+    llm = LlamaForCausalLM(model.config.text())
+    state = {k: torch.randn_like(v) for k, v in llm.state_dict().items()}
+    state.update({f"model.grounding_encoder.{k}": torch.randn_like(v.float())
+                  for k, v in model.grounding_encoder.state_dict().items()})
+    state.update({f"model.text_hidden_fcs.{k}": torch.randn_like(v) for k, v in model.text_hidden_fcs.state_dict().items()})
+    state["model.mm_projector.0.weight"] = torch.zeros(4, 4)
+    state["model.region_encoder.mlvl_fuse.0.weight"] = torch.zeros(2)
+    return state
+
+
+def blip2_folder(model, folder, instruct: bool = False):
+    """A transformers-format BLIP-2 / InstructBLIP checkpoint, saved sharded by save_pretrained."""
+    from transformers import (Blip2Config, Blip2ForConditionalGeneration, InstructBlipConfig,
+                              InstructBlipForConditionalGeneration, OPTConfig, LlamaConfig)
+    c = model.config
+    vision, qformer = c.vision().to_dict(), c.qformer().to_dict()
+    if instruct:
+        config = InstructBlipConfig(vision_config=vision, qformer_config=qformer, num_query_tokens=c.num_query_tokens,
+                                    text_config=LlamaConfig(**c.text_config).to_dict())
+        reference = InstructBlipForConditionalGeneration(config)
+    else:
+        config = Blip2Config(vision_config=vision, qformer_config=qformer, num_query_tokens=c.num_query_tokens,
+                             text_config=OPTConfig(vocab_size=50, hidden_size=c.text_config["hidden_size"],
+                                                   ffn_dim=32, num_hidden_layers=1, num_attention_heads=2,
+                                                   word_embed_proj_dim=c.text_config["hidden_size"]).to_dict())
+        reference = Blip2ForConditionalGeneration(config)
+    reference.save_pretrained(folder, max_shard_size="200KB")
+    return reference
+
+
+def dino_folder(model, folder):
+    from transformers import Dinov2Model
+    reference = Dinov2Model(model.config.dino())
+    reference.save_pretrained(folder)
+    return reference
+
+
+@pytest.mark.parametrize("instruct", [False, True])
+def test_real_layouts_load_with_no_missing_or_unexpected_keys(tmp_path, instruct):
+    model, _, _ = tiny_setup()
+    glamm = glamm_state(model)
+    write_sharded(glamm, tmp_path / "glamm")
+    blip = blip2_folder(model, tmp_path / "blip2", instruct)
+    assert (tmp_path / "blip2" / "model.safetensors.index.json").is_file()
+    dino = dino_folder(model, tmp_path / "dino")
+    report = load_base_checkpoints(model, glamm=tmp_path / "glamm", blip2=tmp_path / "blip2", dino=tmp_path / "dino")
+    assert report["missing"] == [] and report["unexpected"] == []
+    assert "model.mm_projector.0.weight" in report["unused"]
+    assert any(k.startswith("language_model.") for k in report["unused"])  # BLIP-2's own LLM
+    own = model.state_dict()
+    lm = [k for k in own if k.endswith("layers.0.self_attn.q_proj.base_layer.weight")][0]
+    assert torch.equal(own[lm], glamm["model.layers.0.self_attn.q_proj.weight"])
+    assert torch.equal(own["grounding_encoder.mask_decoder.iou_token.weight"],
+                       glamm["model.grounding_encoder.mask_decoder.iou_token.weight"])
+    assert torch.equal(own["visual.query_tokens"], blip.query_tokens.detach())
+    assert torch.equal(own["visual.language_projection.weight"], blip.language_projection.weight.detach())
+    assert torch.equal(own["dino.embeddings.cls_token"], dino.embeddings.cls_token.detach())
+    assert torch.equal(model.cams["1"].queries, blip.query_tokens.detach())  # CAM queries start from BLIP-2's
+
+
+def test_raw_sam_and_missing_keys_are_reported(tmp_path):
+    model, _, _ = tiny_setup()
+    sam = {k: v.clone() for k, v in model.grounding_encoder.state_dict().items()}
+    torch.save(sam, tmp_path / "sam_vit_tiny.pth")
+    mapped = read_state_dict(tmp_path / "sam_vit_tiny.pth")
+    assert set(mapped) == set(sam)
+    with pytest.raises(ValueError, match="missing"):
+        load_base_checkpoints(model, glamm=tmp_path / "sam_vit_tiny.pth")  # SAM alone lacks the LLM
+
+
+def test_save_pretrained_stores_only_trained_parts_and_round_trips(tmp_path):
+    model, tokenizer, processor = tiny_setup()
+    with torch.no_grad():  # pretend training moved the trained parts
+        for name, p in model.trainable_parameters().items():
+            p.add_(torch.randn_like(p) * 0.1)
+    model.eval()
+    batch = processor.collate([processor(*synthetic_sample(i)) for i in range(2)])
+    with torch.no_grad():
+        before = model(**batch)
+    # with base checkpoints named in the config, only the trained parts are written
+    write_sharded(glamm_state(model), tmp_path / "glamm")
+    blip2_folder(model, tmp_path / "blip2")
+    dino_folder(model, tmp_path / "dino")
+    bases = {"glamm": str(tmp_path / "glamm"), "blip2": str(tmp_path / "blip2"), "dino": str(tmp_path / "dino")}
+    load_base_checkpoints(model, **bases)
+    model.config.base_checkpoints = bases
+    with torch.no_grad():
+        before = model(**batch)
+    model.save_pretrained(tmp_path / "trained", tokenizer=tokenizer)
+    files = sorted(p.name for p in (tmp_path / "trained").iterdir())
+    assert TRAINED_FILE in files and "calico_base.safetensors" not in files
+    stored = read_state_dict(tmp_path / "trained" / TRAINED_FILE)
+    assert set(stored) == set(model.trainable_parameters())
+    again = CalicoForCausalLM.from_pretrained(tmp_path / "trained")
+    with torch.no_grad():
+        after = again(**batch)
+    assert torch.equal(before.logits, after.logits)
+    assert torch.equal(before.loss, after.loss)
