@@ -20,6 +20,7 @@ COMMANDS = {
     "inspect": "mixedparts.commands.inspect",
     "build": "mixedparts.commands.build",
     "import-calico": "mixedparts.commands.import_calico",
+    "export-gt": "mixedparts.commands.export_gt",
 }
 
 

@@ -1,0 +1,255 @@
+"""The HTML pages: the sortable table, one submission's per-task scores, and error pages.
+
+Every value that comes from a submission (model, team, URL, file name, messages) goes through
+:func:`e` (HTML escaping, quotes included); links are only ever http(s) URLs checked at upload. The
+pages carry no inline script or style: the server's Content-Security-Policy allows only its own
+``/static/`` script and stylesheet, so even a missed escape could not run a script.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from urllib.parse import urlencode
+
+from leaderboard.table import METRICS, TASK_TITLES, TASK_VIEWS, default_variant
+
+CSS = """\
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 72rem;
+       padding: 0 1rem; color: #1a1a1a; line-height: 1.45; }
+h1 { margin-bottom: .2rem; }
+.lead { color: #444; margin-top: 0; }
+nav.tasks a { margin-right: 1rem; }
+nav.tasks a.current { font-weight: bold; text-decoration: none; color: #1a1a1a; }
+table { border-collapse: collapse; width: 100%; margin: 1rem 0; font-size: .95rem; }
+th { white-space: nowrap; }
+td.date { white-space: nowrap; }
+table.kv { width: auto; }
+th, td { padding: .35rem .6rem; border-bottom: 1px solid #ddd; text-align: left; vertical-align: top; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+th a { color: inherit; text-decoration: none; }
+th[aria-sort="descending"] a::after { content: " \\25BC"; font-size: .7em; }
+th[aria-sort="ascending"] a::after { content: " \\25B2"; font-size: .7em; }
+tr.paper { background: #f3f0e6; color: #444; font-style: italic; }
+.badge { display: inline-block; font-size: .75rem; font-style: normal; background: #8a6d1d; color: #fff;
+         border-radius: .25rem; padding: 0 .35rem; margin-left: .3rem; }
+.legend .swatch { display: inline-block; width: 1rem; height: .8rem; background: #f3f0e6; border: 1px solid #ccc;
+                  vertical-align: middle; }
+.muted { color: #666; font-size: .85rem; }
+figure { margin: 1.5rem 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+code, pre { background: #f6f6f6; padding: .1rem .3rem; border-radius: .2rem; }
+pre { padding: .6rem; overflow-x: auto; }
+.error { color: #a00; }
+"""
+
+JS = """\
+// Sort the leaderboard table by a column, in the page (the header links also work without script).
+(function () {
+  "use strict";
+  var table = document.getElementById("leaderboard");
+  if (!table) { return; }
+  var tbody = table.tBodies[0];
+  var headers = table.querySelectorAll("th[data-key]");
+  function cellValue(row, index, type) {
+    var raw = row.cells[index].getAttribute("data-value");
+    if (raw === null || raw === "") { return null; }
+    return type === "number" ? parseFloat(raw) : raw.toLowerCase();
+  }
+  function sortBy(th, order) {
+    var index = Array.prototype.indexOf.call(th.parentNode.cells, th);
+    var type = th.getAttribute("data-type");
+    var rows = Array.prototype.slice.call(tbody.rows);
+    rows.forEach(function (row, i) { row.setAttribute("data-position", String(i)); });
+    rows.sort(function (a, b) {
+      var x = cellValue(a, index, type), y = cellValue(b, index, type);
+      if (x === null && y === null) { return a.getAttribute("data-position") - b.getAttribute("data-position"); }
+      if (x === null) { return 1; }
+      if (y === null) { return -1; }
+      var c = x < y ? -1 : (x > y ? 1 : 0);
+      if (order === "desc") { c = -c; }
+      return c !== 0 ? c : a.getAttribute("data-position") - b.getAttribute("data-position");
+    });
+    rows.forEach(function (row, i) {
+      tbody.appendChild(row);
+      row.cells[0].textContent = String(i + 1);
+    });
+    headers.forEach(function (h) { h.removeAttribute("aria-sort"); });
+    th.setAttribute("aria-sort", order === "asc" ? "ascending" : "descending");
+    table.setAttribute("data-sort", th.getAttribute("data-key"));
+    table.setAttribute("data-order", order);
+  }
+  headers.forEach(function (th) {
+    var link = th.querySelector("a");
+    (link || th).addEventListener("click", function (event) {
+      event.preventDefault();
+      var current = th.getAttribute("aria-sort");
+      var order;
+      if (current === "descending") { order = "asc"; }
+      else if (current === "ascending") { order = "desc"; }
+      else { order = th.getAttribute("data-type") === "number" ? "desc" : "asc"; }
+      sortBy(th, order);
+    });
+  });
+})();
+"""
+
+
+def e(value) -> str:
+    return escape("" if value is None else str(value), quote=True)
+
+
+def _page(title: str, body: str, site_title: str) -> str:
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{e(title)}</title>
+<link rel="stylesheet" href="/static/leaderboard.css">
+<script src="/static/leaderboard.js" defer></script>
+</head>
+<body>
+<p class="muted"><a href="/">{e(site_title)}</a></p>
+{body}
+</body>
+</html>
+"""
+
+
+def _num(value) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
+def _query(**params) -> str:
+    return "?" + urlencode({k: v for k, v in params.items() if v is not None})
+
+
+def table_page(table: dict, site_title: str, ground_truth: dict, include_paper: bool = True) -> str:
+    task, sort, order = table["task"], table["sort"], table["order"]
+    tabs = " ".join(
+        f'<a href="{e(_query(task=view, sort=sort, order=order))}"'
+        f'{" class=current aria-current=page" if view == task else ""}>{e(TASK_TITLES[view])}</a>'
+        for view in TASK_VIEWS)
+    columns = [("model", "Model", "text"), ("team", "Team", "text"),
+               *[(m, m, "number") for m in METRICS], ("variant", "Variant", "text"), ("date", "Date", "text")]
+    head = ['<th scope="col" class="num">#</th>']
+    for key, label, kind in columns:
+        sortable = key != "variant"
+        attrs = f' data-key="{e(key)}" data-type="{kind}"' if sortable else ""
+        if key == sort:
+            attrs += f' aria-sort="{"ascending" if order == "asc" else "descending"}"'
+        css = ' class="num"' if kind == "number" else ""
+        if sortable:
+            next_order = ("asc" if order == "desc" else "desc") if key == sort else ("desc" if kind == "number"
+                                                                                   else "asc")
+            inner = f'<a href="{e(_query(task=task, sort=key, order=next_order))}">{e(label)}</a>'
+        else:
+            inner = e(label)
+        head.append(f'<th scope="col"{css}{attrs}>{inner}</th>')
+    body_rows = []
+    for row in table["rows"]:
+        paper = row["kind"] == "paper"
+        name = e(row["model"])
+        if row.get("id") is not None:
+            name = f'<a href="/submissions/{int(row["id"])}">{name}</a>'
+        link = (f' <a href="{e(row["url"])}" rel="nofollow noopener noreferrer" class="muted">'
+                f'{"paper" if paper else "link"}</a>' if row.get("url") else "")
+        badge = f' <span class="badge">{e(row["note"])}</span>' if paper else ""
+        cells = [f'<td class="num" data-value="{row["rank"]}">{row["rank"]}</td>',
+                 f'<td data-value="{e(row["model"])}">{name}{link}{badge}</td>',
+                 f'<td data-value="{e(row["team"])}">{e(row["team"])}</td>']
+        for metric in METRICS:
+            value = row[metric]
+            cells.append(f'<td class="num" data-value="{"" if value is None else repr(float(value))}">'
+                         f'{_num(value)}</td>')
+        flags = row.get("variant_flags")
+        tooltip = "; ".join(f"{k}: {v}" for k, v in flags.items()) if flags else ""
+        cells.append(f'<td title="{e(tooltip)}">{e(row["variant"])}</td>')
+        cells.append(f'<td class="date" data-value="{e(row["date"])}">{e(row["date"])}</td>')
+        kind = "paper" if paper else "submission"
+        data_id = f' data-id="{int(row["id"])}"' if row.get("id") is not None else ""
+        body_rows.append(f'<tr class="{kind}"{data_id}>{"".join(cells)}</tr>')
+    if not body_rows:
+        body_rows.append(f'<tr><td colspan="{len(columns) + 1}" class="muted">No scored submission yet.</td></tr>')
+    paper_toggle = (f'<a href="{e(_query(task=task, sort=sort, order=order, paper=0))}">hide the paper\'s rows</a>'
+                    if include_paper else
+                    f'<a href="{e(_query(task=task, sort=sort, order=order))}">show the paper\'s rows</a>')
+    gt = ground_truth or {}
+    variant = "; ".join(f"{k}: {v}" for k, v in default_variant().items())
+    plot_query = _query(task=task, sort=sort, order=order, paper=None if include_paper else 0)
+    body = f"""
+<h1>{e(site_title)}</h1>
+<p class="lead">Part-focused semantic co-segmentation on MixedParts. Submissions are scored on the hidden
+{e(gt.get("split", "?"))} split ({e(gt.get("samples", "?"))} samples, ground truth sha256
+<code>{e(str(gt.get("sha256", ""))[:16])}</code>) with the code and default metric variant of
+<code>mixedparts-eval</code>. Scores are percent; each metric is computed per task and the headline is the
+unweighted mean of the three tasks.</p>
+<nav class="tasks" aria-label="task">{tabs}</nav>
+<table id="leaderboard" data-sort="{e(sort)}" data-order="{e(order)}">
+<caption class="muted">{e(table["task_title"])} — click a column to sort</caption>
+<thead><tr>{"".join(head)}</tr></thead>
+<tbody>
+{chr(10).join(body_rows)}
+</tbody>
+</table>
+<p class="legend muted"><span class="swatch"></span> Shaded rows are {e(table["paper_note"])}: numbers from the
+Calico paper's tables (CVPR 2025), computed with the authors' own code on their copy of the data. Only Calico has
+published per-task rows. {paper_toggle}.</p>
+<figure>
+<img src="/plot.svg{e(plot_query)}" alt="Bar chart of the top entries by {e(sort)}" width="820" height="380">
+<figcaption class="muted">The top entries of this view by {e(sort)}.</figcaption>
+</figure>
+<h2>Submit</h2>
+<pre>mixedparts-leaderboard submit predictions.json --server URL --token TEAM_TOKEN \\
+    --model "my model" --url https://…</pre>
+<p class="muted">The table as JSON: <a href="/api/table{e(_query(task=task, sort=sort, order=order))}">/api/table</a>;
+as Markdown or CSV: <code>mixedparts-leaderboard table --server URL --format markdown</code>.
+Default variant: {e(variant)}.</p>
+"""
+    return _page(site_title, body, site_title)
+
+
+def submission_page(submission: dict, site_title: str) -> str:
+    scores = submission.get("scores") or {}
+    rows = []
+    for task in ("common_object", "common_parts", "unique_parts", "mean"):
+        if task not in scores:
+            continue
+        cells = "".join(f'<td class="num">{_num(scores[task].get(m))}</td>' for m in METRICS)
+        label = TASK_TITLES[task] if task != "mean" else "mean (headline)"
+        rows.append(f'<tr><th scope="row">{e(label)}</th><td class="num">{e(scores[task].get("samples"))}</td>'
+                    f'<td class="num">{e(scores[task].get("units"))}</td>{cells}</tr>')
+    variant_rows = "".join(f"<tr><th scope=row>{e(k)}</th><td>{e(v)}</td></tr>"
+                           for k, v in (submission.get("variant") or {}).items())
+    count_rows = "".join(f"<tr><th scope=row>{e(k)}</th><td class=num>{e(v)}</td></tr>"
+                         for k, v in (submission.get("counts") or {}).items())
+    warnings = "".join(f"<li>{e(w)}</li>" for w in submission.get("warnings") or [])
+    text_model = (submission.get("text_models") or {}).get("SS") or {}
+    link = (f'<p><a href="{e(submission["url"])}" rel="nofollow noopener noreferrer">{e(submission["url"])}</a></p>'
+            if submission.get("url") else "")
+    body = f"""
+<h1>{e(submission["model"])}</h1>
+<p class="lead">Team {e(submission["team"])} · submission {int(submission["id"])} · scored
+{e(submission.get("finished_at") or "")} · file <code>{e(submission["filename"])}</code>
+(sha256 <code>{e(str(submission.get("sha256"))[:16])}</code>) · ground truth sha256
+<code>{e(str(submission.get("gt_sha256") or "")[:16])}</code></p>
+{link}
+<h2>Per task</h2>
+<table id="per-task">
+<thead><tr><th scope="col">task</th><th scope="col" class="num">samples</th><th scope="col" class="num">units</th>
+{"".join(f'<th scope="col" class="num">{e(m)}</th>' for m in METRICS)}</tr></thead>
+<tbody>{"".join(rows)}</tbody>
+</table>
+<h2>Metric variant</h2>
+<table class="kv"><tbody>{variant_rows}</tbody></table>
+<p class="muted">SS text model: {e(text_model.get("model"))}
+(weights sha256 {e(str(text_model.get("weights_sha256"))[:16])})</p>
+<h2>Counts</h2>
+<table class="kv"><tbody>{count_rows}</tbody></table>
+{f"<h2>Warnings</h2><ul>{warnings}</ul>" if warnings else ""}
+"""
+    return _page(f"{submission['model']} — {site_title}", body, site_title)
+
+
+def error_page(status: int, message: str, site_title: str) -> str:
+    return _page(f"{status} — {site_title}", f'<h1>{status}</h1><p class="error">{e(message)}</p>', site_title)
