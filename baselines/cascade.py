@@ -1,0 +1,300 @@
+"""Cascade "Sparkles + GPT-4o + LISA" (model.md §4.4): describer -> structurer -> referring segmenter.
+
+Three stages behind small interfaces, so each can be swapped:
+
+1. **Describer** (``describe(images, question) -> str``): answers the multi-image question in free
+   text. :class:`ChatDescriber` sends the images (PNG data URLs, referenced Sparkles-style as
+   ``IMAGE#1``, ``IMAGE#2``) and the question to any OpenAI-compatible chat-completions endpoint;
+   serve SparklesChat (or any multi-image chat model) behind one to reproduce the paper's row.
+2. **Structurer** (``structure(question, description, k, task) -> Structure``): turns the free text into
+   per-image lists. :class:`ChatStructurer` asks a chat model (GPT-4o in the paper) for JSON
+   ``{"common_object", "objects", "common_parts", "unique_parts"}``, validates it, and re-asks with the
+   validation error on malformed answers (``--structure-retries``).
+3. **Segmenter** (``segment(image, name) -> bool HxW mask or None``): a single-image referring
+   segmenter called once per listed name and image (LISA with "Can you segment the {name} in this
+   image?" in the paper). It is loaded from ``--segmenter MODULE:FACTORY`` (``FACTORY(args)`` returns
+   the segmenter); the LISA wrapper of this package is not built yet.
+
+:class:`ChatClient` is a stdlib (urllib) chat-completions client with a per-request timeout and
+retries on timeouts, connection errors, 429 and 5xx. The API key is read from the environment
+variable named by ``--api-key-env`` (default ``OPENAI_API_KEY``); it is never written anywhere.
+A sample whose structure cannot be obtained gets an empty prediction and is counted in a warning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import importlib
+import io
+import json
+import os
+import re
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from baselines.common import Group, compose
+from baselines.errors import BaselineError
+
+LISA_PROMPT = "Can you segment the {name} in this image?"
+
+
+class ChatError(BaselineError):
+    """The chat endpoint could not be reached or kept failing."""
+
+
+class StructureError(BaselineError):
+    """The structurer's answer stayed malformed after every retry."""
+
+
+class ChatClient:
+    """POST ``{base_url}/chat/completions``; returns the first choice's message content."""
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 60.0,
+                 retries: int = 2, backoff: float = 1.0):
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model, self.api_key, self.timeout = model, api_key, timeout
+        self.retries, self.backoff = retries, backoff
+
+    def complete(self, messages: list[dict], *, json_mode: bool = False, max_tokens: int | None = None) -> str:
+        body = {"model": self.model, "messages": messages, "temperature": 0}
+        if json_mode:
+            body["response_format"] = {"type": "json_object"}
+        if max_tokens:
+            body["max_tokens"] = max_tokens
+        data = json.dumps(body).encode("utf-8")
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        problem = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    payload = json.loads(response.read().decode("utf-8"))
+            except urllib.error.HTTPError as error:
+                detail = error.read().decode("utf-8", "replace")[:200]
+                problem = f"HTTP {error.code}: {detail}"
+                if error.code == 429 or error.code >= 500:
+                    continue
+                raise ChatError(f"{self.url}: {problem}") from None
+            except (TimeoutError, socket.timeout) as error:
+                problem = f"no answer within {self.timeout:g} s ({error})"
+                continue
+            except urllib.error.URLError as error:
+                if isinstance(error.reason, (TimeoutError, socket.timeout)):
+                    problem = f"no answer within {self.timeout:g} s"
+                else:
+                    problem = f"cannot connect: {error.reason}"
+                continue
+            except (ValueError, OSError) as error:
+                problem = f"unreadable reply: {error}"
+                continue
+            try:
+                content = payload["choices"][0]["message"]["content"]
+            except (KeyError, IndexError, TypeError):
+                problem = f"reply without choices[0].message.content: {str(payload)[:200]}"
+                continue
+            if not isinstance(content, str):
+                problem = "message content is not text"
+                continue
+            return content
+        raise ChatError(f"{self.url}: gave up after {self.retries + 1} tries: {problem}")
+
+
+def data_url(image) -> str:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+# ------------------------------------------------------------------ stage 1: describer
+
+
+class Describer(Protocol):
+    def describe(self, images: Sequence, question: str) -> str: ...
+
+
+class ChatDescriber:
+    """A multi-image chat model; images referenced Sparkles-style as IMAGE#1, IMAGE#2, ..."""
+
+    def __init__(self, client: ChatClient):
+        self.client = client
+
+    def describe(self, images: Sequence, question: str) -> str:
+        content: list[dict] = []
+        for i, image in enumerate(images, 1):
+            content.append({"type": "text", "text": f"IMAGE#{i}"})
+            content.append({"type": "image_url", "image_url": {"url": data_url(image)}})
+        content.append({"type": "text", "text": question.replace("these images", "these images (IMAGE#1 ... IMAGE#"
+                                                                 f"{len(images)})", 1)})
+        return self.client.complete([{"role": "user", "content": content}])
+
+
+# ------------------------------------------------------------------ stage 2: structurer
+
+
+@dataclass
+class Structure:
+    common_object: str | None = None
+    objects: list[str | None] = field(default_factory=list)
+    common_parts: list[str] = field(default_factory=list)
+    unique_parts: list[list[str]] = field(default_factory=list)
+
+
+STRUCTURE_PROMPT = """You turn a free-text answer about {k} images into JSON. The question was:
+{question}
+The answer was:
+{description}
+
+Reply with one JSON object and nothing else, with exactly these keys:
+"common_object": the object name all images share (a short noun, no article), or null;
+"objects": a list of {k} entries, the object name in each image in order (null if unknown);
+"common_parts": a list of part names present on the objects of all images;
+"unique_parts": a list of {k} lists, the part names found only on that image's object.
+Use bare lowercase names without articles ("leg", not "the legs")."""
+
+
+def _name(value, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{where} must be a non-empty string")
+    name = re.sub(r"^(the|a|an)\s+", "", value.strip().lower())
+    return name
+
+
+def parse_structure(text: str, k: int) -> Structure:
+    """Validate a structurer answer; ``ValueError`` says what is wrong (fed back on retry)."""
+    stripped = text.strip()
+    fence = re.match(r"^```(?:json)?\s*(.*?)\s*```$", stripped, re.S)
+    if fence:
+        stripped = fence.group(1)
+    try:
+        data = json.loads(stripped)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise ValueError("the answer must be a JSON object")
+    missing = {"common_object", "objects", "common_parts", "unique_parts"} - set(data)
+    if missing:
+        raise ValueError(f"missing keys: {', '.join(sorted(missing))}")
+    common_object = None if data["common_object"] is None else _name(data["common_object"], "common_object")
+    objects = data["objects"]
+    if not isinstance(objects, list) or len(objects) != k:
+        raise ValueError(f"objects must be a list of {k} entries")
+    objects = [None if o is None else _name(o, f"objects[{i}]") for i, o in enumerate(objects)]
+    if not isinstance(data["common_parts"], list):
+        raise ValueError("common_parts must be a list")
+    common = [_name(p, f"common_parts[{i}]") for i, p in enumerate(data["common_parts"])]
+    unique = data["unique_parts"]
+    if not isinstance(unique, list) or len(unique) != k or not all(isinstance(u, list) for u in unique):
+        raise ValueError(f"unique_parts must be a list of {k} lists")
+    unique = [[_name(p, f"unique_parts[{i}][{j}]") for j, p in enumerate(u)] for i, u in enumerate(unique)]
+    dedupe = lambda names: list(dict.fromkeys(names))  # noqa: E731
+    return Structure(common_object, objects, dedupe(common), [dedupe(u) for u in unique])
+
+
+class Structurer(Protocol):
+    def structure(self, question: str, description: str, k: int, task: str) -> Structure: ...
+
+
+class ChatStructurer:
+    def __init__(self, client: ChatClient, retries: int = 2):
+        self.client, self.retries = client, retries
+
+    def structure(self, question: str, description: str, k: int, task: str) -> Structure:
+        messages = [{"role": "user", "content": STRUCTURE_PROMPT.format(k=k, question=question,
+                                                                       description=description)}]
+        problem = ""
+        for _ in range(self.retries + 1):
+            answer = self.client.complete(messages, json_mode=True)
+            try:
+                return parse_structure(answer, k)
+            except ValueError as error:
+                problem = str(error)
+                messages = messages + [{"role": "assistant", "content": answer},
+                                       {"role": "user", "content": f"That is not valid: {problem}. Reply with the "
+                                                                   f"corrected JSON object only."}]
+        raise StructureError(f"structurer answer still malformed after {self.retries + 1} tries: {problem}")
+
+
+# ------------------------------------------------------------------ stage 3: segmenter and the cascade
+
+
+class Segmenter(Protocol):
+    def segment(self, image, name: str): ...
+
+
+class Cascade:
+    def __init__(self, describer: Describer, structurer: Structurer, segmenter: Segmenter):
+        self.describer, self.structurer, self.segmenter = describer, structurer, segmenter
+
+    def _masks(self, images, name: str, indices) -> dict:
+        return {i: self.segmenter.segment(images[i], name) for i in indices}
+
+    def predict(self, row: dict, images: Sequence) -> dict:
+        k = len(images)
+        description = self.describer.describe(images, row["question"])
+        found = self.structurer.structure(row["question"], description, k, row["task"])
+        if row["task"] == "common_object":
+            groups = [Group(found.common_object, self._masks(images, found.common_object, range(k)))] \
+                if found.common_object else []
+            return compose(row["sample_id"], row["task"], groups)
+        objects = [Group(name, self._masks(images, name, [i])) for i, name in enumerate(found.objects) if name]
+        if row["task"] == "common_parts":
+            parts = [Group(name, self._masks(images, name, range(k))) for name in found.common_parts]
+        else:
+            parts = [Group(name, self._masks(images, name, [i]))
+                     for i, names in enumerate(found.unique_parts) for name in names]
+        return compose(row["sample_id"], row["task"], objects, parts)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--describer-url", required=True, metavar="URL",
+                        help="OpenAI-compatible base URL of the multi-image describer (e.g. a SparklesChat server)")
+    parser.add_argument("--describer-model", default="sparkleschat")
+    parser.add_argument("--structurer-url", default="https://api.openai.com/v1", metavar="URL")
+    parser.add_argument("--structurer-model", default="gpt-4o")
+    parser.add_argument("--api-key-env", default="OPENAI_API_KEY",
+                        help="environment variable holding the API key (default OPENAI_API_KEY)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per chat request (default 120)")
+    parser.add_argument("--retries", type=int, default=2, help="retries per request on timeouts and 5xx")
+    parser.add_argument("--structure-retries", type=int, default=2, help="re-asks on malformed structurer JSON")
+    parser.add_argument("--segmenter", required=True, metavar="MODULE:FACTORY",
+                        help="single-image referring segmenter: FACTORY(args) returns an object with "
+                             "segment(image, name) -> HxW bool mask")
+
+
+def load_segmenter(spec: str, args: argparse.Namespace) -> Segmenter:
+    module_name, _, attribute = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute or "segmenter")
+    except (ImportError, AttributeError) as error:
+        raise BaselineError(f"--segmenter {spec!r}: {error}") from None
+    return factory(args)
+
+
+def run(args: argparse.Namespace, rows: list[dict], images) -> list[dict]:
+    key = os.environ.get(args.api_key_env)
+    describer = ChatDescriber(ChatClient(args.describer_url, args.describer_model, key, args.timeout, args.retries))
+    structurer = ChatStructurer(ChatClient(args.structurer_url, args.structurer_model, key, args.timeout,
+                                           args.retries), args.structure_retries)
+    cascade = Cascade(describer, structurer, load_segmenter(args.segmenter, args))
+    predictions, failed = [], []
+    for row in rows:
+        try:
+            predictions.append(cascade.predict(row, images.open_all(row)))
+        except (StructureError, ChatError) as error:
+            failed.append(f"{row['sample_id']}: {error}")
+            predictions.append(compose(row["sample_id"], row["task"], [], []))
+    if failed:
+        print(f"cascade: {len(failed)} of {len(rows)} samples got an empty prediction; first: {failed[0]}",
+              file=sys.stderr)
+    return predictions

@@ -1,0 +1,262 @@
+"""Multi-Image LISA and Multi-Image GLaMM built from the ``calico_baseline`` blocks (model.md §4.1).
+
+Same interleaved k-image prompt, ``[SEG]`` -> SAM decoding per image and loss (1·CE + 2·mask + 0.5·Dice)
+as Calico, with their own visual path and no Q-Former, CEM or CAM:
+
+- LISA (``xinlai/LISA-7B-v1``): CLIP ViT-L/14 at 224, second-to-last layer, patch tokens (CLS dropped)
+  -> **256 tokens per image**, LLaVA-v1 linear ``mm_projector``.
+- GLaMM (``MBZUAI/GLaMM-GranD-Pretrained``): CLIP ViT-L/14-336 -> **576 tokens per image**, LLaVA-1.5
+  two-layer GELU ``mm_projector``; the region encoder is not built (bboxes are None).
+
+Trainable, as in both repositories: LoRA (r 8, alpha 16, q/v), the SAM mask decoder,
+``text_hidden_fcs``, ``lm_head`` and ``embed_tokens`` (about 290M at 7B); CLIP, the projector and SAM's
+image encoder stay frozen.
+
+Official checkpoints load by key map (:func:`map_official`): ``model.vision_tower[.vision_tower].vision_model.*``
+-> ``visual.vision_tower.vision_model.*``; ``model.mm_projector.*`` -> ``visual.mm_projector.*``; the LLM,
+SAM (LISA ``model.visual_model.*``, GLaMM ``model.grounding_encoder.*``) and ``model.text_hidden_fcs.*``
+through :func:`calico_baseline.checkpoints.map_glamm`; ``model.region_encoder.*`` is unused. A separate
+transformers CLIP checkpoint (``CLIPModel`` or ``CLIPVisionModel``: ``vision_model.*``) can supply the
+tower when the official file lacks it.
+
+``mixedparts-baseline lisa|glamm`` runs inference (:func:`load_model`). Not built yet: a fine-tuning
+script on MixedParts (the model trains with ``calico_baseline``'s loss through an ordinary optimizer
+step, see the tests; :func:`calico_baseline.checkpoints.save_trained` writes what the runner loads).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from transformers import CLIPVisionConfig, CLIPVisionModel
+
+from calico_baseline.config import VICUNA_7B, CalicoConfig
+from calico_baseline.modeling import CalicoForCausalLM
+
+CLIP_L14 = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16,
+            "patch_size": 14, "image_size": 224}
+SYSTEMS = {
+    "lisa": {"vision_config": {**CLIP_L14, "image_size": 224}, "mm_projector_type": "linear",
+             "text_config": {**VICUNA_7B, "max_position_embeddings": 2048}},
+    "glamm": {"vision_config": {**CLIP_L14, "image_size": 336}, "mm_projector_type": "mlp2x_gelu",
+              "text_config": VICUNA_7B},
+}
+COMMON = dict(use_qformer=False, use_dino=False, use_cem=False, use_cam=False, train_mask_decoder=True,
+              train_seg_projection=True, lora_r=8, lora_alpha=16, lora_target_modules=("q_proj", "v_proj"))
+
+
+def baseline_config(system: str, **overrides) -> CalicoConfig:
+    """Full-size config of ``lisa`` or ``glamm``; ``overrides`` as for :class:`CalicoConfig` (sub-configs merged)."""
+    settings = {**copy.deepcopy(SYSTEMS[system]), **COMMON, "baseline": system}
+    for key, value in overrides.items():
+        if key.endswith("_config") and isinstance(value, dict) and isinstance(settings.get(key), dict):
+            settings[key] = {**settings[key], **value}
+        else:
+            settings[key] = value
+    return CalicoConfig(**settings)
+
+
+class ClipVisualTokenizer(nn.Module):
+    """N images -> N×P×d_llm: CLIP second-to-last layer, patch tokens (CLS dropped), then ``mm_projector``."""
+
+    def __init__(self, config: CalicoConfig):
+        super().__init__()
+        v = config.vision_config
+        self.vision_tower = CLIPVisionModel(CLIPVisionConfig(
+            hidden_size=v["hidden_size"], intermediate_size=v["intermediate_size"],
+            num_hidden_layers=v["num_hidden_layers"], num_attention_heads=v["num_attention_heads"],
+            image_size=v["image_size"], patch_size=v["patch_size"]))
+        d_v, d_llm = v["hidden_size"], config.text_config["hidden_size"]
+        kind = getattr(config, "mm_projector_type", "linear")
+        if kind == "linear":
+            self.mm_projector = nn.Linear(d_v, d_llm)
+        elif kind == "mlp2x_gelu":
+            self.mm_projector = nn.Sequential(nn.Linear(d_v, d_llm), nn.GELU(), nn.Linear(d_llm, d_llm))
+        else:
+            raise ValueError(f"mm_projector_type must be 'linear' or 'mlp2x_gelu', got {kind!r}")
+
+    def encode(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        dtype = self.vision_tower.get_input_embeddings().weight.dtype
+        out = self.vision_tower(pixel_values=pixel_values.to(dtype), output_hidden_states=True)
+        return out.hidden_states[-2]  # LLaVA's mm_vision_select_layer = -2
+
+    def tokens(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mm_projector(features[:, 1:])  # mm_vision_select_feature = "patch"
+
+
+class MultiImageLlavaForCausalLM(CalicoForCausalLM):
+    """Calico's LLM, [SEG] head, SAM and loss with LISA's or GLaMM's CLIP + projector visual path."""
+
+    def __init__(self, config: CalicoConfig, verbose: bool = False):
+        if config.use_qformer or config.use_cam or config.cem_enabled:
+            raise ValueError("Multi-Image LISA/GLaMM have no Q-Former, CEM or CAM")
+        super().__init__(config)
+        self.visual = ClipVisualTokenizer(config)  # replaces the EVA path built by Calico
+        self.set_trainable()
+        if verbose:
+            print(self.trainable_summary())
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        modules = {"grounding_encoder.mask_decoder": self.grounding_encoder.mask_decoder,
+                   "text_hidden_fcs": self.text_hidden_fcs,
+                   "lm_head": self.llm.lm_head, "embed_tokens": self.llm.model.embed_tokens}
+        for name in self.config.extra_trainable:
+            modules[name] = self.get_submodule(name)
+        return modules
+
+
+def _tower_key(model, key: str) -> str:
+    """``vision_model.X`` (official layout) -> our tower key; transformers 5 flattened ``CLIPVisionModel``."""
+    if hasattr(model.visual.vision_tower, "vision_model"):
+        return "visual.vision_tower." + key
+    return "visual.vision_tower." + key[len("vision_model."):]
+
+
+def map_official(model, state: dict) -> tuple[dict, list[str]]:
+    """LISA / GLaMM checkpoint keys -> model keys; returns (mapped, unused keys)."""
+    from calico_baseline.checkpoints import map_glamm
+
+    mapped, unused, rest = {}, [], {}
+    for key, value in state.items():
+        if key.startswith("model.vision_tower."):
+            inner = key[len("model.vision_tower."):]
+            inner = inner[len("vision_tower."):] if inner.startswith("vision_tower.") else inner
+            if inner.startswith("vision_model."):
+                mapped[_tower_key(model, inner)] = value
+            else:
+                unused.append(key)
+        elif key.startswith("model.mm_projector."):
+            mapped["visual.mm_projector." + key[len("model.mm_projector."):]] = value
+        else:
+            rest[key] = value
+    more, skipped = map_glamm(model, rest)
+    return {**mapped, **more}, unused + skipped
+
+
+def map_clip(model, state: dict) -> tuple[dict, list[str]]:
+    """transformers CLIPModel / CLIPVisionModel keys (``vision_model.*``) -> the vision tower."""
+    mapped, unused = {}, []
+    for key, value in state.items():
+        if key.startswith("vision_model."):
+            mapped[_tower_key(model, key)] = value
+        else:
+            unused.append(key)
+    return mapped, unused
+
+
+def load_official(model, checkpoint, clip=None, strict: bool = True) -> dict:
+    """Load an official LISA/GLaMM checkpoint (file or folder) and maybe a CLIP one; ``{missing, unexpected, unused}``.
+
+    Everything but LoRA must be provided; with ``strict`` a missing or unexpected key raises.
+    """
+    from calico_baseline.checkpoints import read_state_dict
+
+    own = model.state_dict()
+    loaded, unexpected, unused = {}, [], []
+    for mapper, path in ((map_clip, clip), (map_official, checkpoint)):
+        if path is None:
+            continue
+        mapped, skipped = mapper(model, read_state_dict(path))
+        unused += skipped
+        for key, value in mapped.items():
+            if key not in own:
+                unexpected.append(key)
+            elif tuple(own[key].shape) != tuple(value.shape):
+                raise ValueError(f"{path}: {key} has shape {tuple(value.shape)}, the model expects "
+                                 f"{tuple(own[key].shape)}")
+            else:
+                loaded[key] = value
+    model.load_state_dict(loaded, strict=False)
+    missing = [k for k in own if k not in loaded and "lora_" not in k]
+    if strict and (missing or unexpected):
+        raise ValueError(f"checkpoint keys do not match: missing {missing[:10]} ({len(missing)}), "
+                         f"unexpected {unexpected[:10]} ({len(unexpected)})")
+    return {"missing": missing, "unexpected": unexpected, "unused": unused}
+
+
+# ------------------------------------------------------------------ loading and the runner
+
+
+def load_model(system: str, model_dir=None, checkpoint=None, clip=None, tokenizer_path=None, device: str = "cpu"):
+    """(model, tokenizer) for inference.
+
+    ``model_dir``: a folder written by :func:`calico_baseline.checkpoints.save_trained` for this model
+    (config.json, the trained parts, the tokenizer; the frozen base from its ``calico_base.safetensors``
+    or from ``checkpoint``/``clip``). Without it: zero-shot from the official ``checkpoint`` (and
+    ``clip``), the tokenizer from ``tokenizer_path`` or the checkpoint folder.
+    """
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    from baselines.errors import BaselineError
+    from calico_baseline.checkpoints import BASE_FILE, TRAINED_FILE
+    from calico_baseline.tokenization import config_overrides
+
+    try:
+        if model_dir is not None:
+            path = Path(model_dir)
+            config = CalicoConfig.from_pretrained(path)
+            if getattr(config, "baseline", None) != system:
+                raise BaselineError(f"{path}: holds a {getattr(config, 'baseline', 'calico')!r} model, not {system!r}")
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = MultiImageLlavaForCausalLM(config)
+            if (path / BASE_FILE).is_file():
+                model.load_state_dict(load_file(str(path / BASE_FILE)), strict=False)
+            elif checkpoint is not None:
+                load_official(model, checkpoint, clip, strict=False)
+            else:
+                raise BaselineError(f"{path}: no {BASE_FILE}; pass --checkpoint (and --clip) for the frozen base")
+            result = model.load_state_dict(load_file(str(path / TRAINED_FILE)), strict=False)
+            if result.unexpected_keys:
+                raise BaselineError(f"{path / TRAINED_FILE}: unexpected keys {result.unexpected_keys[:5]}")
+        elif checkpoint is not None:
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or checkpoint)
+            tok = config_overrides(tokenizer)
+            config = baseline_config(system, text_config=tok.pop("text_config"), **tok)
+            model = MultiImageLlavaForCausalLM(config)
+            load_official(model, checkpoint, clip)
+        else:
+            raise BaselineError(f"{system}: pass --model DIR (fine-tuned) or --checkpoint PATH (official weights)")
+    except (OSError, ValueError) as error:
+        raise BaselineError(f"{system}: cannot load the model: {error}") from None
+    return model.to(device).eval(), tokenizer
+
+
+def configure(parser) -> None:
+    parser.add_argument("--model", metavar="DIR", help="fine-tuned model folder (calico_baseline save_trained layout)")
+    parser.add_argument("--checkpoint", metavar="PATH", help="the official checkpoint (LISA-7B-v1 / "
+                        "GLaMM-GranD-Pretrained), file or folder")
+    parser.add_argument("--clip", metavar="PATH", help="a transformers CLIP checkpoint, when the official one "
+                        "lacks the vision tower")
+    parser.add_argument("--tokenizer", metavar="DIR", help="tokenizer folder (default: the checkpoint folder)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+
+
+def _run(system: str, args, rows: list[dict], images) -> list[dict]:
+    from calico_baseline.data import CalicoProcessor
+    from calico_baseline.generation import predict_batch
+
+    model, tokenizer = load_model(system, args.model, args.checkpoint, args.clip, args.tokenizer, args.device)
+    processor = CalicoProcessor(tokenizer, model.config)
+    predictions = []
+    for start in range(0, len(rows), args.batch_size):
+        chunk = rows[start:start + args.batch_size]
+        batch = processor.collate([processor(row, images.open_all(row), train=False) for row in chunk])
+        batch = {k: v.to(args.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        with torch.no_grad():
+            predictions += predict_batch(model, tokenizer, batch, args.max_new_tokens)
+    return predictions
+
+
+def run_lisa(args, rows, images):
+    return _run("lisa", args, rows, images)
+
+
+def run_glamm(args, rows, images):
+    return _run("glamm", args, rows, images)
