@@ -20,6 +20,11 @@ COMMANDS = {
     "inspect": "mixedparts.commands.inspect",
     "build": "mixedparts.commands.build",
     "import-calico": "mixedparts.commands.import_calico",
+    "show": "mixedparts.commands.show",
+    "stats": "mixedparts.commands.stats",
+    "export-coco": "mixedparts.commands.export_coco",
+    "export-gcg": "mixedparts.commands.export_gcg",
+    "push": "mixedparts.commands.push",
     "export-gt": "mixedparts.commands.export_gt",
 }
 

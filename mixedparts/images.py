@@ -71,8 +71,9 @@ def parse_root_options(values: list[str] | None) -> dict[str, str]:
 
 def _how_to_pass(source: str) -> str:
     example = EXAMPLE_ROOTS.get(source, "/path/to/images")
+    hint = ROOT_HINTS.get(source, "the folder its file names are relative to")
     return (f"pass image_roots={{{source!r}: {example!r}}} to load_dataset, or --image-root {source}={example} "
-            f"on the command line ({source}'s root is {ROOT_HINTS.get(source, 'the folder its file names are relative to')})")
+            f"on the command line ({source}'s root is {hint})")
 
 
 class ImageResolver:
