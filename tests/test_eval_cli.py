@@ -129,7 +129,7 @@ def test_bad_ground_truth_and_arguments(truth, tmp_path, capsys):
     code, _, err = score([path, "--data", tmp_path / "nowhere"], capsys)
     assert code == 2 and "no such dataset folder" in err
     code, _, err = score([path, "--data", folder / "dataset", "--split", "val"], capsys)
-    assert code == 2 and "no shards data/val-*.parquet (splits present: test)" in err
+    assert code == 2 and "no split 'val' (splits present: test)" in err
     code, _, err = score([path, "--gt", folder / "gt.jsonl", "--split", "val"], capsys)
     assert code == 2 and "holds split 'test'" in err
     code, _, err = score([path, "--gt", folder / "gt.jsonl", "--recall-text-threshold", "2"], capsys)

@@ -127,5 +127,5 @@ def test_export_gt_writes_the_file_the_server_reads(tmp_path, capsys):
     assert "question" not in truth.rows[0]  # only what scoring reads
     from mixedparts.errors import MixedPartsError
 
-    with pytest.raises(MixedPartsError, match="no shards"):
+    with pytest.raises(MixedPartsError, match="no split"):
         export_gt.run(parser.parse_args(["--data", str(dataset), "--split", "val", "--out", str(out)]))

@@ -55,33 +55,13 @@ def load_ground_truth(data: str | os.PathLike | None = None, split: str = "test"
 
 
 def read_dataset_split(data: str | os.PathLike, split: str, columns: Iterable[str] = SCORING_FIELDS) -> list[dict]:
-    """Rows of one split of a built dataset folder (or a Hugging Face dataset name)."""
-    columns = list(columns)
-    folder = Path(data)
-    if folder.is_dir():
-        shards = sorted((folder / "data").glob(f"{split}-*.parquet"))
-        if not shards:
-            found = sorted({p.name.split("-")[0] for p in (folder / "data").glob("*.parquet")})
-            raise GroundTruthError(f"{folder}: no shards data/{split}-*.parquet"
-                                   + (f" (splits present: {', '.join(found)})" if found else ""))
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    """Rows of one split of a built dataset folder, ``"mixedparts"`` (the default location) or a Hub id."""
+    from mixedparts.loader import read_rows
 
-        try:
-            table = pa.concat_tables(pq.read_table(shard, columns=columns) for shard in shards)
-        except (OSError, pa.ArrowException, KeyError) as error:
-            raise GroundTruthError(f"{folder}: cannot read the {split} shards: {error}") from None
-        rows = table.to_pylist()
-    else:
-        if os.sep in str(data) or str(data).startswith("."):
-            raise GroundTruthError(f"{data}: no such dataset folder")
-        import datasets
-
-        try:
-            dataset = datasets.load_dataset(str(data), split=split)
-        except Exception as error:  # datasets raises many unrelated types for a missing or offline dataset
-            raise GroundTruthError(f"{data}: cannot load split {split!r}: {error}") from None
-        rows = [{key: row[key] for key in columns} for row in dataset]
+    try:
+        rows = read_rows(data, split, list(columns))
+    except MixedPartsError as error:
+        raise GroundTruthError(str(error)) from None
     _check_rows(rows, str(data), split)
     return rows
 
