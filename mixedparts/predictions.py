@@ -21,7 +21,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from mixedparts import markup
+from mixedparts.atomic import atomic_output
 from mixedparts.errors import MixedPartsError
 from mixedparts.masks import validation_error
 from mixedparts.schema import PREDICTED_SEGMENT_FIELDS, PREDICTION_FIELDS, PREDICTIONS_FORMAT
@@ -443,21 +443,13 @@ def write_predictions(path: str | os.PathLike, predictions: Iterable[Mapping], m
         if sample_id in seen:
             raise PredictionsError(path, "duplicate sample id", sample_id=sample_id, field="sample_id")
         seen.add(sample_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
-                                     delete=False) as out:
-        try:
-            if jsonl:
-                out.write(json.dumps(header, allow_nan=False) + "\n")
-                for item in items:
-                    out.write(json.dumps(item, allow_nan=False, separators=(",", ":")) + "\n")
-            else:
-                json.dump({**header, "predictions": items}, out, allow_nan=False, separators=(",", ":"))
-        except BaseException:
-            out.close()
-            os.unlink(out.name)
-            raise
-    os.replace(out.name, path)
+    with atomic_output(path) as out:
+        if jsonl:
+            out.write(json.dumps(header, allow_nan=False) + "\n")
+            for item in items:
+                out.write(json.dumps(item, allow_nan=False, separators=(",", ":")) + "\n")
+        else:
+            json.dump({**header, "predictions": items}, out, allow_nan=False, separators=(",", ":"))
     return path
 
 

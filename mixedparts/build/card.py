@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import datasets
 import yaml
+
+from mixedparts.atomic import write_json
 
 from mixedparts.schema import SAMPLE_FEATURES, SOURCES, SPLITS, TASKS
 
@@ -73,6 +74,4 @@ def write_card(out: Path, counts: dict, split_rows: dict, title: str) -> None:
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(payload, indent=1, sort_keys=False) + "\n")
-    temporary.replace(path)
+    write_json(path, payload, indent=1)

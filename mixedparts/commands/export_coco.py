@@ -21,7 +21,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mixedparts.errors import MixedPartsError
-    from mixedparts.export import write_json
+    from mixedparts.atomic import write_json
     from mixedparts.export.coco import coco_instances
     from mixedparts.loader import read_rows, resolver_from_args
     from mixedparts.schema import SAMPLE_FIELDS

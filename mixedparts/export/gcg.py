@@ -25,7 +25,8 @@ from pathlib import Path
 
 from pycocotools import mask as mask_utils
 
-from mixedparts.export import unit_id, write_json
+from mixedparts.atomic import write_json
+from mixedparts.export import unit_id
 
 MASK_GT = "{split}_gcg_coco_mask_gt.json"
 CAPTION_GT = "{split}_gcg_coco_caption_gt.json"

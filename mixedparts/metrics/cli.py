@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+from mixedparts.atomic import write_json
 from mixedparts.cli import run_guarded
 from mixedparts.errors import MixedPartsError
 
@@ -168,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     shown = BREAKDOWNS if "all" in args.breakdown else tuple(dict.fromkeys(args.breakdown))
     print(format_result(result, shown))
     if args.json:
-        _write_json(Path(args.json), result.to_dict())
+        write_json(args.json, result.to_dict(), indent=1)
     return 0
 
 
@@ -179,16 +177,3 @@ def _default_dataset() -> str | None:
         return None
     folder = default_dataset_dir()
     return str(folder) if folder.is_dir() else None
-
-
-def _write_json(path: Path, content: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
-                                     delete=False) as out:
-        json.dump(content, out, indent=1, allow_nan=False)
-        out.write("\n")
-    os.replace(out.name, path)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

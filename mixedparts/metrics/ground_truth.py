@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mixedparts.atomic import atomic_output
 from mixedparts.errors import MixedPartsError
 from mixedparts.schema import SAMPLE_FIELDS, SEGMENT_KINDS, TASKS
 
@@ -76,13 +76,10 @@ def write_ground_truth(rows: Iterable[Mapping], path: str | os.PathLike, split: 
             raise GroundTruthError(f"{path}: the rows span splits {sorted(map(str, splits))}; pass split=")
         (split,) = splits
     _check_rows(rows, str(path), split)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
-                                     delete=False) as out:
+    with atomic_output(path) as out:
         out.write(json.dumps({"format": GT_FORMAT, "split": split, "samples": len(rows)}) + "\n")
         for row in rows:
             out.write(json.dumps(row, separators=(",", ":")) + "\n")
-    os.replace(out.name, path)
     return path
 
 
