@@ -12,8 +12,9 @@ Three stages behind small interfaces, so each can be swapped:
    validation error on malformed answers (``--structure-retries``).
 3. **Segmenter** (``segment(image, name) -> bool HxW mask or None``): a single-image referring
    segmenter called once per listed name and image (LISA with "Can you segment the {name} in this
-   image?" in the paper). It is loaded from ``--segmenter MODULE:FACTORY`` (``FACTORY(args)`` returns
-   the segmenter); the LISA wrapper of this package is not built yet.
+   image?" in the paper). ``--segmenter lisa --segmenter-model DIR`` (or ``--segmenter-checkpoint``
+   LISA-7B-v1) uses :class:`baselines.multi_image_llava.LisaSegmenter`; ``--segmenter MODULE:FACTORY``
+   loads any other (``FACTORY(args)`` returns the segmenter).
 
 :class:`ChatClient` is a stdlib (urllib) chat-completions client with a per-request timeout and
 retries on timeouts, connection errors, 429 and 5xx. The API key is read from the environment
@@ -267,12 +268,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per chat request (default 120)")
     parser.add_argument("--retries", type=int, default=2, help="retries per request on timeouts and 5xx")
     parser.add_argument("--structure-retries", type=int, default=2, help="re-asks on malformed structurer JSON")
-    parser.add_argument("--segmenter", required=True, metavar="MODULE:FACTORY",
-                        help="single-image referring segmenter: FACTORY(args) returns an object with "
-                             "segment(image, name) -> HxW bool mask")
+    parser.add_argument("--segmenter", required=True, metavar="NAME|MODULE:FACTORY",
+                        help="single-image referring segmenter: 'lisa' (the paper's; with --segmenter-model or "
+                             "--segmenter-checkpoint), or MODULE:FACTORY where FACTORY(args) returns an object "
+                             "with segment(image, name) -> HxW bool mask")
+    parser.add_argument("--segmenter-model", metavar="DIR",
+                        help="lisa: a saved (e.g. fine-tuned) LISA/GLaMM model folder")
+    parser.add_argument("--segmenter-checkpoint", metavar="PATH", help="lisa: the official LISA-7B-v1 checkpoint")
+    parser.add_argument("--segmenter-clip", metavar="PATH", help="lisa: a CLIP checkpoint when the official one "
+                                                                  "lacks the vision tower")
+    parser.add_argument("--segmenter-tokenizer", metavar="DIR", help="lisa: tokenizer folder (default: checkpoint)")
+    parser.add_argument("--segmenter-max-new-tokens", type=int, default=32)
+    parser.add_argument("--device", default="cpu", help="lisa: torch device (default cpu)")
+
+
+SEGMENTERS = {"lisa": "baselines.multi_image_llava:lisa_segmenter"}
 
 
 def load_segmenter(spec: str, args: argparse.Namespace) -> Segmenter:
+    spec = SEGMENTERS.get(spec, spec)
     module_name, _, attribute = spec.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), attribute or "segmenter")

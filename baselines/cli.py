@@ -1,7 +1,8 @@
 """``mixedparts-baseline NAME --data DIR --split test --out predictions.json [system options]``.
 
 One runner for every comparison system; each writes the predictions format that ``mixedparts-eval``
-scores. ``mixedparts-baseline NAME --help`` lists a system's own options.
+scores. ``mixedparts-baseline NAME --help`` lists a system's own options;
+``mixedparts-baseline train lisa|glamm --data DIR --out FOLDER`` fine-tunes LISA/GLaMM (:mod:`baselines.train`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--image-root", action="append", default=[], metavar="SOURCE=PATH",
                          help="where a source's images are, overriding the dataset manifest (repeatable)")
         importlib.import_module(module_name).configure(sub)
+    text = "fine-tune Multi-Image LISA or GLaMM on MixedParts with their own recipe (LoRA + unfrozen modules)"
+    sub = commands.add_parser("train", help=text, description=text)
+    importlib.import_module("baselines.train").configure(sub)
     return parser
 
 
@@ -60,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit:
         return int(exit.code or 0)
+    if args.system == "train":
+        from baselines.train import main as train_main
+
+        return train_main(args)
     module_name, function, _ = SYSTEMS[args.system]
     started = time.perf_counter()
     try:

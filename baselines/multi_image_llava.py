@@ -19,9 +19,9 @@ through :func:`calico_baseline.checkpoints.map_glamm`; ``model.region_encoder.*`
 transformers CLIP checkpoint (``CLIPModel`` or ``CLIPVisionModel``: ``vision_model.*``) can supply the
 tower when the official file lacks it.
 
-``mixedparts-baseline lisa|glamm`` runs inference (:func:`load_model`). Not built yet: a fine-tuning
-script on MixedParts (the model trains with ``calico_baseline``'s loss through an ordinary optimizer
-step, see the tests; :func:`calico_baseline.checkpoints.save_trained` writes what the runner loads).
+``mixedparts-baseline lisa|glamm`` runs inference (:func:`load_model`); ``mixedparts-baseline train
+lisa|glamm`` fine-tunes on MixedParts (:mod:`baselines.train`); :class:`LisaSegmenter` is the cascade's
+single-image referring segmenter ("Can you segment the {name} in this image?").
 """
 
 from __future__ import annotations
@@ -99,9 +99,12 @@ class MultiImageLlavaForCausalLM(CalicoForCausalLM):
             print(self.trainable_summary())
 
     def trainable_modules(self) -> dict[str, nn.Module]:
+        # keys are state-dict prefixes: checkpoints.trained_state_dict saves the parameters under them
+        names = {id(module): name for name, module in self.named_modules()}
         modules = {"grounding_encoder.mask_decoder": self.grounding_encoder.mask_decoder,
-                   "text_hidden_fcs": self.text_hidden_fcs,
-                   "lm_head": self.llm.lm_head, "embed_tokens": self.llm.model.embed_tokens}
+                   "text_hidden_fcs": self.text_hidden_fcs}
+        for module in (self.llm.lm_head, self.llm.model.embed_tokens):
+            modules[names[id(module)]] = module
         for name in self.config.extra_trainable:
             modules[name] = self.get_submodule(name)
         return modules
@@ -206,8 +209,9 @@ def load_model(system: str, model_dir=None, checkpoint=None, clip=None, tokenize
             model = MultiImageLlavaForCausalLM(config)
             if (path / BASE_FILE).is_file():
                 model.load_state_dict(load_file(str(path / BASE_FILE)), strict=False)
-            elif checkpoint is not None:
-                load_official(model, checkpoint, clip, strict=False)
+            elif checkpoint is not None or config.base_checkpoints.get("checkpoint"):
+                bases = config.base_checkpoints  # recorded by ``mixedparts-baseline train``
+                load_official(model, checkpoint or bases["checkpoint"], clip or bases.get("clip"), strict=False)
             else:
                 raise BaselineError(f"{path}: no {BASE_FILE}; pass --checkpoint (and --clip) for the frozen base")
             result = model.load_state_dict(load_file(str(path / TRAINED_FILE)), strict=False)
@@ -260,3 +264,62 @@ def run_lisa(args, rows, images):
 
 def run_glamm(args, rows, images):
     return _run("glamm", args, rows, images)
+
+
+# ------------------------------------------------------------------ single-image referring segmenter (cascade)
+
+
+class LisaSegmenter:
+    """LISA as a single-image referring segmenter: one image, "Can you segment the {name} in this image?".
+
+    The model answers as LISA does ("Sure, it is [SEG].") and the mask of its first ``[SEG]`` is
+    returned (bool H×W at the image's size); no ``[SEG]`` in the answer gives ``None`` (no mask).
+    Any Multi-Image LISA/GLaMM model works, k = 1 being the single-image case.
+    """
+
+    def __init__(self, model, tokenizer, max_new_tokens: int = 32, device: str = "cpu"):
+        from calico_baseline.data import CalicoProcessor
+
+        self.model, self.tokenizer = model, tokenizer
+        self.processor = CalicoProcessor(tokenizer, model.config)
+        self.max_new_tokens, self.device = max_new_tokens, device
+        self.answers: list[str] = []
+
+    def segment(self, image, name: str):
+        from calico_baseline.generation import predict_batch
+        from mixedparts import masks
+
+        from baselines.cascade import LISA_PROMPT
+
+        row = {"sample_id": f"segment:{name}", "question": LISA_PROMPT.format(name=name),
+               "images": [{"height": image.height, "width": image.width}]}
+        batch = self.processor.collate([self.processor(row, [image], train=False)])
+        batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        with torch.no_grad():
+            prediction = predict_batch(self.model, self.tokenizer, batch, self.max_new_tokens)[0]
+        self.answers.append(prediction["text"])
+        if not prediction["segments"]:
+            return None
+        return masks.decode(prediction["segments"][0]["mask"]).astype(bool)
+
+
+def lisa_segmenter(args) -> LisaSegmenter:
+    """The cascade's ``--segmenter lisa``: ``--segmenter-model DIR`` or ``--segmenter-checkpoint PATH``."""
+    from baselines.errors import BaselineError
+
+    model_dir = getattr(args, "segmenter_model", None)
+    checkpoint = getattr(args, "segmenter_checkpoint", None)
+    if not model_dir and not checkpoint:
+        raise BaselineError("--segmenter lisa needs --segmenter-model DIR or --segmenter-checkpoint PATH "
+                            "(LISA-7B-v1)")
+    system = "lisa"
+    if model_dir:
+        try:
+            config = CalicoConfig.from_pretrained(model_dir)
+        except (OSError, ValueError) as error:
+            raise BaselineError(f"--segmenter-model {model_dir}: {error}") from None
+        system = getattr(config, "baseline", None) or "lisa"
+    model, tokenizer = load_model(system, model_dir, checkpoint, getattr(args, "segmenter_clip", None),
+                                  getattr(args, "segmenter_tokenizer", None), getattr(args, "device", "cpu"))
+    return LisaSegmenter(model, tokenizer, getattr(args, "segmenter_max_new_tokens", 32),
+                         getattr(args, "device", "cpu"))

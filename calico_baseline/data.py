@@ -2,7 +2,9 @@
 
 A row follows ``mixedparts.schema.SAMPLE_FEATURES``; its i-th ``[SEG]`` is its i-th segment, whose
 ``image_index`` says which image the mask belongs to (``mixedparts.markup``). Masks are COCO RLE
-decoded with ``mixedparts.masks`` at each image's full resolution.
+decoded with ``mixedparts.loader.decode_masks`` at each image's full resolution (a malformed RLE raises
+``MaskError`` naming the sample and segment); images are found and opened by ``mixedparts.images.ImageResolver``
+(roots from the dataset's ``manifest.json``, overridable per source).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from PIL import Image
 
 from calico_baseline.config import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, SAM_MEAN, SAM_STD, CalicoConfig
 from calico_baseline.tokenization import encode_answer, encode_prompt
-from mixedparts import markup, masks
+from mixedparts import markup
+from mixedparts.images import ImageResolver
+from mixedparts.loader import MaskError, decode_masks
 
 
 # ---------------------------------------------------------------- image views
@@ -83,10 +87,14 @@ class CalicoProcessor:
             raise ValueError(f"sample {row['sample_id']}: {markup.seg_count(row['answer'])} [SEG] in the answer, "
                              f"{len(segments)} segments")
         kept = sum(1 for t in answer if t == self.config.seg_token_id)
+        try:
+            decoded = decode_masks(segments[:kept])
+        except MaskError as error:
+            raise MaskError(f"sample {row['sample_id']}: {error}") from None
         feature.update(
             input_ids=prompt + answer, labels=[-100] * len(prompt) + answer, instruction_position=len(prompt) - 1,
             seg_images=[int(s["image_index"]) for s in segments[:kept]],
-            gt_masks=[masks.decode(s["mask"]).astype(np.uint8) for s in segments[:kept]])
+            gt_masks=[np.ascontiguousarray(m, dtype=np.uint8) for m in decoded])
         return feature
 
     def collate(self, features: list[dict], padding_side: str | None = None) -> dict:
@@ -142,25 +150,30 @@ def read_rows(data_dir: str | Path, split: str, limit: int | None = None) -> lis
 
 
 class CalicoDataset(torch.utils.data.Dataset):
-    """Rows + image roots → processed features (images opened with ``mixedparts.images``)."""
+    """Rows + an :class:`~mixedparts.images.ImageResolver` (or a plain ``{source: root}`` dict) → processed features.
 
-    def __init__(self, rows: list[dict], processor: CalicoProcessor, image_roots: dict, train: bool = True):
-        self.rows, self.processor, self.image_roots, self.train = rows, processor, image_roots, train
+    Every (source, split) of the rows must have an existing image root: checked here, before any worker starts.
+    """
+
+    def __init__(self, rows: list[dict], processor: CalicoProcessor, image_roots, train: bool = True):
+        self.rows, self.processor, self.train = rows, processor, train
+        self.resolver = image_roots if isinstance(image_roots, ImageResolver) else ImageResolver(user_roots=image_roots)
+        for source, split in sorted({(r["source"], r["split"]) for r in rows}):
+            self.resolver.check_root(source, split)
+
+    @property
+    def image_roots(self) -> ImageResolver:
+        return self.resolver
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, index: int) -> dict:
-        from mixedparts.images import open_image
-
         row = self.rows[index]
-        images = [open_image(row, i, self.image_roots) for i in range(len(row["images"]))]
+        images = self.resolver.open_all(row["source"], row["split"], row["images"])
         return self.processor(row, images, train=self.train)
 
 
-def image_roots_for(data_dir: str | Path, overrides: dict | None = None) -> dict:
-    from mixedparts.images import manifest_image_roots
-
-    roots = manifest_image_roots(data_dir)
-    roots.update(overrides or {})
-    return roots
+def image_roots_for(data_dir: str | Path, overrides: dict | None = None) -> ImageResolver:
+    """The dataset's image roots (``manifest.json``), with ``overrides`` (``{source: root}``) taking precedence."""
+    return ImageResolver.for_dataset(data_dir, overrides or {})

@@ -86,12 +86,22 @@ class CalicoForCausalLM(PreTrainedModel):
                                                             nn.Linear(d_llm, sam_dim), nn.Dropout(0.0))])
         self.grounding_encoder = build_sam(config.sam_config)
         self.post_init()
+        self._zero_lora_b()
         self.set_trainable()
         if verbose:
             print(self.trainable_summary())
 
     def _init_weights(self, module):
         """Every component initialises itself on construction (zero-init CEM/CAM outputs must stay zero)."""
+
+    def _zero_lora_b(self) -> None:
+        """LoRA starts as the identity (B = 0, as peft initialises it): ``post_init`` runs the Llama initialiser over
+        the peft-wrapped LLM, which would otherwise draw B at random."""
+        with torch.no_grad():
+            for module in self.language_model.modules():
+                for linear in getattr(module, "lora_B", {}).values() if hasattr(module, "lora_A") else ():
+                    if not linear.weight.is_meta:
+                        linear.weight.zero_()
 
     def _add_lora(self, llm):
         from peft import LoraConfig, get_peft_model
@@ -272,7 +282,8 @@ class CalicoForCausalLM(PreTrainedModel):
         return save_trained(self, save_directory, tokenizer)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, device="cpu", **base_paths):
-        """Rebuild from :meth:`save_pretrained` output on top of the base checkpoints (local paths)."""
+    def from_pretrained(cls, pretrained_model_name_or_path, device="cpu", dtype=None, **base_paths):
+        """Rebuild from :meth:`save_pretrained` output on top of the base checkpoints (local paths); with ``dtype``
+        the base is built on the meta device and loaded straight into that dtype (low memory)."""
         from calico_baseline.checkpoints import load_trained
-        return load_trained(pretrained_model_name_or_path, device=device, **base_paths)
+        return load_trained(pretrained_model_name_or_path, device=device, dtype=dtype, **base_paths)

@@ -21,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--limit", type=int, default=None, help="first N samples only")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
+                        help="weights dtype; bf16/fp16 build the model on the meta device and load the base checkpoints "
+                             "straight into it (low memory), and generate under autocast")
     parser.add_argument("--glamm", help="GLaMM checkpoint (overrides the config's base_checkpoints)")
     parser.add_argument("--blip2", help="BLIP-2 / InstructBLIP checkpoint (transformers format)")
     parser.add_argument("--dino", help="DINOv2 checkpoint (transformers format)")
@@ -39,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     from calico_baseline.modeling import CalicoForCausalLM
     from mixedparts.predictions import write_predictions
 
-    model = CalicoForCausalLM.from_pretrained(args.checkpoint, device=args.device, glamm=args.glamm,
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    model = CalicoForCausalLM.from_pretrained(args.checkpoint, device=args.device, dtype=dtype, glamm=args.glamm,
                                               blip2=args.blip2, dino=args.dino)
     tokenizer = AutoTokenizer.from_pretrained(args.checkpoint)
     processor = CalicoProcessor(tokenizer, model.config)
@@ -50,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     predictions = []
     for batch in tqdm(loader, desc="calico-predict", disable=args.quiet):
         batch = {k: v.to(args.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        predictions += predict_batch(model, tokenizer, batch, args.max_new_tokens)
+        with torch.autocast(torch.device(args.device).type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            predictions += predict_batch(model, tokenizer, batch, args.max_new_tokens)
     name = args.model_name or getattr(model.config, "name_or_path", None) or "calico"
     path = write_predictions(args.out, predictions, model=str(name), split=args.split)
     if not args.quiet:

@@ -2,8 +2,10 @@
 
 DDP / FSDP / DeepSpeed come from the accelerate config (``accelerate launch --config_file …``);
 AdamW (β 0.9/0.95, wd 0), linear warm-up then linear decay to 0, gradient clipping, accumulation,
-mixed precision, gradient checkpointing, periodic checkpoints of the *trained* parameters plus
-optimizer/scheduler/RNG state, exact resume (``--resume``), console + tensorboard logging, progress bar.
+mixed precision, gradient checkpointing, periodic checkpoints (the *trained* parameters as save_pretrained writes them, plus
+``accelerator.save_state``: optimizer — sharded under FSDP / ZeRO-2 —, scheduler, RNG, data position), exact
+resume (``--resume``), console + tensorboard logging, progress bar. ``model.dtype: bf16`` with base checkpoints builds
+the model on the meta device and loads the checkpoints straight into bf16 (no fp32 copy of the full model).
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import random
 import sys
 import time
@@ -21,7 +22,8 @@ import numpy as np
 import torch
 
 DEFAULTS = {
-    "model": {"preset": "calico-tiny", "overrides": {}, "tokenizer": None, "base_checkpoints": {}},
+    "model": {"preset": "calico-tiny", "overrides": {}, "tokenizer": None, "base_checkpoints": {},
+              "dtype": None, "trainable_dtype": "fp32"},
     "data": {"path": None, "split": "train", "image_roots": {}, "limit": None, "max_length": 1024},
     "train": {"output_dir": "runs/calico", "lr": 4e-4, "betas": [0.9, 0.95], "weight_decay": 0.0,
               "warmup_steps": 100, "max_steps": 5000, "batch_size": 2, "grad_accum": 10, "max_grad_norm": 1.0,
@@ -62,7 +64,7 @@ def lr_lambda(warmup: int, total: int):
 def build_model_and_tokenizer(config: dict, rows: list[dict]):
     from transformers import AutoTokenizer
 
-    from calico_baseline.checkpoints import load_base_checkpoints
+    from calico_baseline.checkpoints import build_low_memory, load_base_checkpoints
     from calico_baseline.config import preset
     from calico_baseline.modeling import CalicoForCausalLM
     from calico_baseline.tokenization import build_tiny_tokenizer, check_tokenizer, config_overrides
@@ -82,10 +84,22 @@ def build_model_and_tokenizer(config: dict, rows: list[dict]):
         overrides.setdefault("seg_token_id", tokenizer.convert_tokens_to_ids("[SEG]"))
     bases = {k: v for k, v in (m["base_checkpoints"] or {}).items() if v}
     model_config = preset(m["preset"], base_checkpoints=bases, **overrides)
+    dtype = DTYPES[m.get("dtype") or "fp32"]
+    if bases and m.get("dtype"):  # low memory: meta device, checkpoints loaded straight into dtype
+        model, _ = build_low_memory(model_config, dtype=dtype, trainable_dtype=DTYPES[m.get("trainable_dtype") or "fp32"])
+        return model, tokenizer
     model = CalicoForCausalLM(model_config)
     if bases:
         load_base_checkpoints(model, **bases)
+    if dtype != torch.float32:
+        model.to(dtype)
+        for param in model.trainable_parameters().values():
+            param.data = param.data.to(DTYPES[m.get("trainable_dtype") or "fp32"])
     return model, tokenizer
+
+
+DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+          "fp16": torch.float16, "float16": torch.float16}
 
 
 def set_seed(seed: int) -> None:
@@ -94,27 +108,19 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-
-
 def latest_checkpoint(output_dir: Path) -> Path | None:
     found = sorted((output_dir / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
     return found[-1] if found else None
 
 
-def train(config: dict, resume: bool = False) -> Path:
+def train(config: dict, resume: bool = False, build_model=None) -> Path:
+    """Train from ``config``; ``build_model(config, rows) -> (model, tokenizer)`` lets other systems built
+    from Calico's blocks (Multi-Image LISA/GLaMM in ``baselines``) reuse this loop unchanged."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
     from tqdm import tqdm
 
-    from calico_baseline.checkpoints import TRAINED_FILE, save_trained
+    from calico_baseline.checkpoints import save_trained, trained_state_dict
     from calico_baseline.data import CalicoDataset, CalicoProcessor, image_roots_for, read_rows
 
     t, d = config["train"], config["data"]
@@ -131,7 +137,7 @@ def train(config: dict, resume: bool = False) -> Path:
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     set_seed(t["seed"])
     rows = read_rows(d["path"], d["split"], d["limit"])
-    model, tokenizer = build_model_and_tokenizer(config, rows)
+    model, tokenizer = (build_model or build_model_and_tokenizer)(config, rows)
     accelerator.print(model.trainable_summary())
     if t["gradient_checkpointing"]:
         model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -143,17 +149,16 @@ def train(config: dict, resume: bool = False) -> Path:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=t["lr"], betas=tuple(t["betas"]), weight_decay=t["weight_decay"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t["warmup_steps"], t["max_steps"]))
+    trained_names = set(trained_state_dict(model))  # names as the unwrapped model has them
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    progress = TrainerState(generator)
+    # the scheduler is registered, not prepared: a prepared one would step once per process
+    accelerator.register_for_checkpointing(scheduler, progress)
+    accelerator.register_save_state_pre_hook(keep_trained_weights(trained_names))
     step, epoch, skip = 0, 0, 0
     if resume and (ckpt := latest_checkpoint(out)) is not None:
-        from safetensors.torch import load_file
-        accelerator.unwrap_model(model).load_state_dict(load_file(str(ckpt / TRAINED_FILE)), strict=False)
-        state = torch.load(ckpt / "trainer_state.pt", map_location="cpu", weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, epoch, skip = state["step"], state["epoch"], state["batches_in_epoch"]
-        generator.set_state(state["generator"])
-        set_rng_state(state["rng"])
+        load_checkpoint(accelerator, ckpt)
+        step, epoch, skip = progress.step, progress.epoch, progress.batches_in_epoch
         accelerator.print(f"resumed from {ckpt} at step {step}")
     if log_with:
         accelerator.init_trackers("calico", config={k: str(v) for k, v in t.items()})
@@ -189,8 +194,9 @@ def train(config: dict, resume: bool = False) -> Path:
                 accelerator.log(logs, step=step)
                 totals, samples, started = {}, 0, time.time()
             if step % t["save_every"] == 0 or step == t["max_steps"]:
-                save_checkpoint(accelerator, model, tokenizer, optimizer, scheduler, out / "checkpoints" / f"step-{step}",
-                                step=step, epoch=epoch, batches_in_epoch=index + 1, generator=epoch_generator_state)
+                progress.update(step=step, epoch=epoch, batches_in_epoch=index + 1,
+                                generator_state=epoch_generator_state)
+                save_checkpoint(accelerator, model, tokenizer, out / "checkpoints" / f"step-{step}")
             if step >= t["max_steps"]:
                 break
         else:
@@ -199,23 +205,76 @@ def train(config: dict, resume: bool = False) -> Path:
         break
     bar.close()
     final = out / "final"
+    state = accelerator.get_state_dict(model)  # on every rank: gathers the full weights under FSDP / ZeRO-3
     if accelerator.is_main_process:
-        save_trained(accelerator.unwrap_model(model), final, tokenizer)
+        save_trained(accelerator.unwrap_model(model), final, tokenizer, state=state)
         (out / "train_config.json").write_text(json.dumps(config, indent=2, default=str))
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return final
 
 
-def save_checkpoint(accelerator, model, tokenizer, optimizer, scheduler, path: Path, **state) -> None:
+class TrainerState:
+    """Where training stands, saved with ``accelerator.save_state``: optimiser steps, epoch, batches of the epoch
+    already consumed, and the shuffling generator's state at the start of that epoch (for exact resume)."""
+
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+        self.step = self.epoch = self.batches_in_epoch = 0
+        self.generator_state = generator.get_state()
+
+    def update(self, **values) -> None:
+        for key, value in values.items():
+            setattr(self, key, value)
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "epoch": self.epoch, "batches_in_epoch": self.batches_in_epoch,
+                "generator": self.generator_state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step, self.epoch, self.batches_in_epoch = state["step"], state["epoch"], state["batches_in_epoch"]
+        self.generator_state = state["generator"]
+        self.generator.set_state(self.generator_state)
+
+
+def keep_trained_weights(trained_names: set[str]):
+    """``save_state`` pre-hook: write only the trained weights of the model (the frozen base comes from the base
+    checkpoints). Applies where accelerate hands the state dicts over (single process, DDP); FSDP and DeepSpeed
+    write their own (sharded) files, DeepSpeed without the frozen parameters (``exclude_frozen_parameters``)."""
+    def hook(models, weights, output_dir):
+        for i, state in enumerate(weights):
+            weights[i] = {k: v for k, v in state.items() if k.removeprefix("module.") in trained_names}
+    return hook
+
+
+STATE_DIR = "accelerate_state"
+
+
+def save_checkpoint(accelerator, model, tokenizer, path: Path) -> None:
+    """``path/``: the trained parts as ``save_pretrained`` writes them (usable by ``calico-predict``), and
+    ``path/accelerate_state/``: ``accelerator.save_state`` — model, optimizer (sharded under FSDP / ZeRO),
+    scheduler, RNG of every process and the :class:`TrainerState` — for exact resume."""
+    from accelerate.utils import DistributedType
+
     from calico_baseline.checkpoints import save_trained
 
     accelerator.wait_for_everyone()
+    state = accelerator.get_state_dict(model)  # collective under FSDP / ZeRO-3
     if accelerator.is_main_process:
-        save_trained(accelerator.unwrap_model(model), path, tokenizer)
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
-                    **state}, path / "trainer_state.pt")
+        save_trained(accelerator.unwrap_model(model), path, tokenizer, state=state)
+    del state
+    kwargs = {"exclude_frozen_parameters": True} if accelerator.distributed_type == DistributedType.DEEPSPEED else {}
+    accelerator.save_state(str(path / STATE_DIR), **kwargs)
     accelerator.wait_for_everyone()
+
+
+def load_checkpoint(accelerator, path: Path) -> None:
+    from accelerate.utils import DistributedType
+
+    kind = accelerator.distributed_type
+    kwargs = ({"load_module_strict": False} if kind == DistributedType.DEEPSPEED
+              else {} if kind == DistributedType.FSDP else {"strict": False})
+    accelerator.load_state(str(path / STATE_DIR), **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:

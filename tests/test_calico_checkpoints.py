@@ -139,3 +139,97 @@ def test_save_pretrained_stores_only_trained_parts_and_round_trips(tmp_path):
         after = again(**batch)
     assert torch.equal(before.logits, after.logits)
     assert torch.equal(before.loss, after.loss)
+
+
+# ---------------------------------------------------------------- low-memory build (meta device → bf16)
+class Fp32Allocations(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the elements of every fp32 CPU tensor any op produces (parameters built eagerly, casts, copies)."""
+
+    def __init__(self):
+        super().__init__()
+        self.elements = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in torch.utils._pytree.tree_leaves(out):
+            if isinstance(t, torch.Tensor) and t.dtype == torch.float32 and t.device.type == "cpu":
+                self.elements += t.numel()
+        return out
+
+
+def base_folders(model, tmp_path, dtype=None) -> dict:
+    """GLaMM (sharded), BLIP-2 (transformers, sharded) and DINOv2 checkpoints with the real key names; with ``dtype``
+    every tensor is stored in that dtype (as the released bf16/fp16 checkpoints)."""
+    write_sharded(glamm_state(model), tmp_path / "glamm")
+    blip2_folder(model, tmp_path / "blip2")
+    dino_folder(model, tmp_path / "dino")
+    bases = {k: tmp_path / k for k in ("glamm", "blip2", "dino")}
+    if dtype is None:
+        return {k: str(v) for k, v in bases.items()}
+    out = {}
+    for kind, folder in bases.items():
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in read_state_dict(folder).items()}
+        write_sharded(state, tmp_path / f"{kind}-{dtype}".replace("torch.", ""))
+        out[kind] = str(tmp_path / f"{kind}-{dtype}".replace("torch.", ""))
+    return out
+
+
+def test_low_memory_build_matches_the_eager_build(tmp_path):
+    from calico_baseline.checkpoints import build_low_memory
+
+    model, _, processor = tiny_setup()
+    bases = base_folders(model, tmp_path)
+    load_base_checkpoints(model, **bases)
+    model.eval()
+    batch = processor.collate([processor(*synthetic_sample(i)) for i in range(2)])
+    with torch.no_grad():
+        eager = model(**batch)
+    low, report = build_low_memory(model.config, dtype=torch.float32, **bases)
+    low.eval()
+    assert report["missing"] == [] and report["unexpected"] == []
+    assert not any(p.is_meta for p in low.parameters()) and not any(b.is_meta for b in low.buffers())
+    assert set(low.trainable_parameters()) == set(model.trainable_parameters())
+    # fresh parts start as the identity in both builds: LoRA B, CEM output and CAM linears at zero
+    for name, p in low.named_parameters():
+        if "lora_B" in name or name.startswith("cem.attention.out_proj") or ".linear_" in name:
+            assert not p.any(), name
+            assert not dict(model.named_parameters())[name].any(), name
+    with torch.no_grad():
+        out = low(**batch)
+    assert torch.equal(out.logits, eager.logits)
+    assert torch.allclose(out.loss, eager.loss, rtol=1e-6)
+
+
+def test_low_memory_build_loads_bf16_without_an_fp32_copy(tmp_path):
+    from calico_baseline.checkpoints import build_low_memory, save_trained, load_trained
+
+    model, tokenizer, processor = tiny_setup()
+    bases = base_folders(model, tmp_path, torch.bfloat16)
+    n_params = sum(p.numel() for p in model.parameters())
+    eager_spy = Fp32Allocations()
+    with eager_spy:  # the spy sees the eager build's fp32 parameters
+        CalicoForCausalLM(model.config)
+    assert eager_spy.elements >= n_params
+    spy = Fp32Allocations()
+    with spy:
+        low, report = build_low_memory(model.config, dtype=torch.bfloat16, **bases)
+    assert report["missing"] == [] and report["unexpected"] == []
+    assert spy.elements < 0.01 * n_params  # only the rotary frequencies and SAM's pixel statistics
+    assert {p.dtype for p in low.parameters()} == {torch.bfloat16}
+    assert sum(p.numel() for p in low.parameters()) == n_params
+    # trainable parts can be kept in fp32 (master weights under autocast)
+    mixed, _ = build_low_memory(model.config, dtype=torch.bfloat16, trainable_dtype=torch.float32, **bases)
+    assert {p.dtype for p in mixed.trainable_parameters().values()} == {torch.float32}
+    assert {p.dtype for n, p in mixed.named_parameters() if not p.requires_grad} == {torch.bfloat16}
+    # it runs (CPU autocast) and from_pretrained(dtype=bf16) rebuilds the same way
+    batch = processor.collate([processor(*synthetic_sample(i)) for i in range(2)])
+    low.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = low(**batch)
+    assert torch.isfinite(out.loss)
+    low.config.base_checkpoints = bases
+    save_trained(low, tmp_path / "trained", tokenizer)
+    again = load_trained(tmp_path / "trained", dtype=torch.bfloat16)
+    assert {p.dtype for p in again.parameters()} == {torch.bfloat16}
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(again(**batch).logits, out.logits)

@@ -1,0 +1,140 @@
+"""``mixedparts-baseline train lisa|glamm --data DIR --out FOLDER [--config YAML] [--set section.key=value] [--resume]``.
+
+Fine-tunes Multi-Image LISA or GLaMM on MixedParts with their own recipe (model.md §4.1): LoRA r 8 /
+alpha 16 on q/v plus the modules both repositories unfreeze (SAM mask decoder, ``text_hidden_fcs``,
+``lm_head``, ``embed_tokens``); AdamW lr 3e-4, betas (0.9, 0.95), weight decay 0, WarmupDecayLR with
+100 warm-up steps, batch 2 × 10 accumulation, 5000 steps (LISA: 10 epochs × 500 steps), clip 1.0.
+
+The loop is :func:`calico_baseline.train.train` itself (accelerate: DDP/FSDP/DeepSpeed, mixed precision,
+schedule, periodic checkpoints, exact ``--resume``, logging), reused by import: only its model builder
+is swapped for the duration of the call (:func:`_builder`), so nothing is copied from it.
+
+Config sections are those of ``calico-train`` (``model``, ``data``, ``train``); ``model`` takes
+``size`` (``full``: LISA-7B / GLaMM-7B; ``tiny``: a few-MB model with random frozen parts for tests),
+``overrides`` (:func:`baselines.multi_image_llava.baseline_config` keywords), ``tokenizer`` (a folder;
+default the ``checkpoint`` folder, or for ``tiny`` a small BPE trained on the training texts),
+``checkpoint`` (the official LISA-7B-v1 / GLaMM-GranD-Pretrained file or folder) and ``clip`` (a
+transformers CLIP checkpoint when the official one lacks the tower). The result, ``FOLDER/final``,
+runs with ``mixedparts-baseline lisa|glamm --model FOLDER/final``; with an official checkpoint only the
+trained parts are saved and the frozen base is read again from the recorded checkpoint paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+
+RECIPE = {  # both repositories' train_ds.py defaults (LISA; GLaMM's train.py keeps them)
+    "lr": 3e-4, "betas": [0.9, 0.95], "weight_decay": 0.0, "warmup_steps": 100, "max_steps": 5000,
+    "batch_size": 2, "grad_accum": 10, "max_grad_norm": 1.0, "save_every": 500,
+}
+TINY_CLIP = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3, "num_attention_heads": 4,
+             "image_size": 28, "patch_size": 14}
+
+
+def load_config(system: str, path=None, overrides=(), data=None, out=None) -> dict:
+    """calico-train's defaults with this recipe, a YAML file merged over them, ``section.key=value`` overrides."""
+    import yaml
+
+    from calico_baseline.train import DEFAULTS
+
+    config = copy.deepcopy(DEFAULTS)
+    config["model"] = {"system": system, "size": "full", "overrides": {}, "tokenizer": None, "checkpoint": None,
+                       "clip": None}
+    config["train"].update(RECIPE, output_dir=f"runs/{system}")
+    if path:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        for section, values in loaded.items():
+            if section not in config:
+                raise ValueError(f"{path}: unknown section {section!r}; expected {sorted(config)}")
+            config[section].update(values or {})
+    for item in overrides:
+        key, _, value = item.partition("=")
+        section, _, name = key.partition(".")
+        if section not in config or not name:
+            raise ValueError(f"override {item!r} must look like section.key=value")
+        config[section][name] = yaml.safe_load(value)
+    config["model"]["system"] = system
+    if data is not None:
+        config["data"]["path"] = str(data)
+    if out is not None:
+        config["train"]["output_dir"] = str(out)
+    return config
+
+
+def build_model_and_tokenizer(config: dict, rows: list[dict]):
+    """(MultiImageLlavaForCausalLM, tokenizer) for ``config['model']``, official weights loaded when named."""
+    from transformers import AutoTokenizer
+
+    from baselines.multi_image_llava import MultiImageLlavaForCausalLM, baseline_config, load_official
+    from calico_baseline.config import calico_tiny
+    from calico_baseline.tokenization import build_tiny_tokenizer, check_tokenizer, config_overrides
+
+    m = config["model"]
+    system, size = m["system"], m.get("size", "full")
+    if size not in ("full", "tiny"):
+        raise ValueError(f"model.size must be 'full' or 'tiny', got {size!r}")
+    tokenizer_path = m.get("tokenizer") or m.get("checkpoint")
+    if tokenizer_path and Path(tokenizer_path).is_dir():
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    elif size == "tiny":
+        tokenizer = build_tiny_tokenizer([r["question"] for r in rows] + [r["answer"] for r in rows])
+    else:
+        raise ValueError("model.tokenizer (or a checkpoint folder holding the tokenizer) is needed")
+    check_tokenizer(tokenizer)
+    tok = config_overrides(tokenizer)
+    overrides = copy.deepcopy(m.get("overrides") or {})
+    if size == "tiny":
+        tiny = calico_tiny().to_dict()
+        overrides.setdefault("vision_config", {})
+        overrides["vision_config"] = {**TINY_CLIP, **overrides["vision_config"]}
+        overrides["sam_config"] = {**tiny["sam_config"], **overrides.get("sam_config", {})}
+        overrides["text_config"] = {**tiny["text_config"], **tok.pop("text_config"),
+                                    **overrides.get("text_config", {})}
+        overrides.setdefault("lora_dropout", 0.0)
+    else:
+        overrides["text_config"] = {**tok.pop("text_config"), **overrides.get("text_config", {})}
+    for key, value in tok.items():
+        overrides.setdefault(key, value)
+    bases = {k: str(m[k]) for k in ("checkpoint", "clip") if m.get(k)}
+    model = MultiImageLlavaForCausalLM(baseline_config(system, base_checkpoints=bases, **overrides))
+    if m.get("checkpoint"):
+        load_official(model, m["checkpoint"], m.get("clip"))
+    elif size == "full":
+        raise ValueError("model.checkpoint is needed for a full-size model (the official "
+                         + ("LISA-7B-v1" if system == "lisa" else "GLaMM-GranD-Pretrained") + " weights)")
+    return model, tokenizer
+
+
+def train(config: dict, resume: bool = False) -> Path:
+    """calico-train's own loop (accelerate, schedule, checkpoints, resume) with this system's model."""
+    from calico_baseline.train import train as calico_train
+
+    return calico_train(config, resume=resume, build_model=build_model_and_tokenizer)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", choices=["lisa", "glamm"], help="the system to fine-tune")
+    parser.add_argument("--data", required=True, metavar="DIR", help="a built MixedParts dataset folder")
+    parser.add_argument("--out", required=True, metavar="FOLDER",
+                        help="output folder (checkpoints/, final/, train_config.json)")
+    parser.add_argument("--config", metavar="YAML", help="calico-train style config (sections model, data, train)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one config value, e.g. --set train.max_steps=10 --set model.size=tiny")
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in FOLDER")
+
+
+def main(args: argparse.Namespace) -> int:
+    from baselines.errors import BaselineError
+
+    try:
+        config = load_config(args.name, args.config, args.set, data=args.data, out=args.out)
+        final = train(config, resume=args.resume)
+    except (OSError, ValueError, BaselineError) as error:
+        print(f"mixedparts-baseline train {args.name}: error: {error}", file=sys.stderr)
+        return 2
+    print(f"saved the fine-tuned {args.name} model to {final}; run it with "
+          f"mixedparts-baseline {args.name} --model {final} --data DIR --out predictions.json")
+    return 0
