@@ -36,26 +36,14 @@ TINY_CLIP = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3,
 
 def load_config(system: str, path=None, overrides=(), data=None, out=None) -> dict:
     """calico-train's defaults with this recipe, a YAML file merged over them, ``section.key=value`` overrides."""
-    import yaml
-
     from calico_baseline.train import DEFAULTS
+    from calico_baseline.train import load_config as load_calico_config
 
-    config = copy.deepcopy(DEFAULTS)
-    config["model"] = {"system": system, "size": "full", "overrides": {}, "tokenizer": None, "checkpoint": None,
-                       "clip": None}
-    config["train"].update(RECIPE, output_dir=f"runs/{system}")
-    if path:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
-        for section, values in loaded.items():
-            if section not in config:
-                raise ValueError(f"{path}: unknown section {section!r}; expected {sorted(config)}")
-            config[section].update(values or {})
-    for item in overrides:
-        key, _, value = item.partition("=")
-        section, _, name = key.partition(".")
-        if section not in config or not name:
-            raise ValueError(f"override {item!r} must look like section.key=value")
-        config[section][name] = yaml.safe_load(value)
+    defaults = copy.deepcopy(DEFAULTS)
+    defaults["model"] = {"system": system, "size": "full", "overrides": {}, "tokenizer": None, "checkpoint": None,
+                         "clip": None}
+    defaults["train"].update(RECIPE, output_dir=f"runs/{system}")
+    config = load_calico_config(path, list(overrides), defaults=defaults)
     config["model"]["system"] = system
     if data is not None:
         config["data"]["path"] = str(data)

@@ -32,11 +32,11 @@ DEFAULTS = {
 }
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> dict:
-    """YAML (or JSON) config merged over DEFAULTS; ``section.key=value`` overrides (YAML-parsed values)."""
+def load_config(path: str | Path | None, overrides: list[str] = (), defaults: dict | None = None) -> dict:
+    """YAML (or JSON) config merged over ``defaults`` (DEFAULTS); ``section.key=value`` overrides (YAML-parsed)."""
     import yaml
 
-    config = copy.deepcopy(DEFAULTS)
+    config = copy.deepcopy(defaults if defaults is not None else DEFAULTS)
     if path:
         loaded = yaml.safe_load(Path(path).read_text()) or {}
         for section, values in loaded.items():
