@@ -17,6 +17,7 @@ import os
 import sys
 from pathlib import Path
 
+from mixedparts.argtypes import non_negative_int, positive_float, positive_int
 from mixedparts.cli import run_guarded
 from mixedparts.errors import MixedPartsError
 
@@ -28,56 +29,26 @@ default, or any SQLAlchemy URL such as postgresql://user:pass@host/db); `admin` 
 `submit` and `table` are the client; `--local DB` scores and records offline, without a server."""
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
 def _db_argument(parser, required_text="the database: an SQLite file path or a SQLAlchemy URL "
                  "(sqlite:///lb.db, postgresql://user:pass@host/db); default $MIXEDPARTS_LEADERBOARD_DB"):
     parser.add_argument("--db", metavar="URL", help=required_text)
 
 
 def _worker_arguments(parser) -> None:
-    parser.add_argument("--scoring-timeout", type=_positive_float, default=1800, metavar="S",
+    parser.add_argument("--scoring-timeout", type=positive_float, default=1800, metavar="S",
                         help="seconds one submission may take to score before it is rejected (default: 1800)")
-    parser.add_argument("--lease", type=_positive_float, default=30, metavar="S",
+    parser.add_argument("--lease", type=positive_float, default=30, metavar="S",
                         help="seconds a worker's claim lasts unrenewed; a crashed worker's submission is taken over "
                         "after it (default: 30)")
-    parser.add_argument("--poll", type=_positive_float, default=1.0, metavar="S",
+    parser.add_argument("--poll", type=positive_float, default=1.0, metavar="S",
                         help="seconds between looks at an empty queue (default: 1)")
-    parser.add_argument("--max-attempts", type=_positive_int, default=3, metavar="N",
+    parser.add_argument("--max-attempts", type=positive_int, default=3, metavar="N",
                         help="scoring attempts that never finish (crashes) before a submission is rejected "
                         "(default: 3)")
-    parser.add_argument("--score-workers", type=_positive_int, default=1, metavar="N",
+    parser.add_argument("--score-workers", type=positive_int, default=1, metavar="N",
                         help="processes scoring the units of one submission, as mixedparts-eval --workers "
                         "(default: 1)")
-    parser.add_argument("--torch-threads", type=_non_negative_int, default=1, metavar="N",
+    parser.add_argument("--torch-threads", type=non_negative_int, default=1, metavar="N",
                         help="torch threads of each scorer's text model; 0: torch's default (default: 1, the "
                         "fastest for the short labels it embeds; run more workers for throughput)")
 
@@ -95,12 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     _db_argument(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0: every interface)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
-    serve.add_argument("--workers", type=_non_negative_int, default=1,
+    serve.add_argument("--workers", type=non_negative_int, default=1,
                        help="scoring worker processes to run beside the server (default: 1; 0: run `worker` "
                        "yourself)")
-    serve.add_argument("--max-upload-mb", type=_positive_float, default=200,
+    serve.add_argument("--max-upload-mb", type=positive_float, default=200,
                        help="largest predictions file accepted, in MiB (default: 200)")
-    serve.add_argument("--daily-quota", type=_non_negative_int, default=5,
+    serve.add_argument("--daily-quota", type=non_negative_int, default=5,
                        help="submissions per team per UTC day, rejected ones included (default: 5; 0: no "
                        "limit); a team's own quota (admin set-quota) overrides it")
     serve.add_argument("--title", default="MixedParts leaderboard", help="the page title (default: MixedParts leaderboard)")
@@ -118,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     actions = admin.add_subparsers(dest="action", metavar="ACTION")
     create = actions.add_parser("create-team", help="create a team and print its token (shown once)")
     create.add_argument("name")
-    create.add_argument("--daily-quota", type=_non_negative_int, metavar="N",
+    create.add_argument("--daily-quota", type=non_negative_int, metavar="N",
                         help="this team's submissions per day (default: the server's; 0 blocks its uploads)")
     actions.add_parser("list-teams", help="list the teams")
     for name, text in (("disable-team", "refuse the team's token from now on"),
@@ -139,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--url", help="a link to the paper or code (http or https)")
     submit.add_argument("--server", help="the leaderboard's URL, e.g. http://127.0.0.1:8000")
     submit.add_argument("--token", help="the team token (default: $MIXEDPARTS_LEADERBOARD_TOKEN)")
-    submit.add_argument("--wait", type=_positive_float, default=3600, metavar="S",
+    submit.add_argument("--wait", type=positive_float, default=3600, metavar="S",
                         help="seconds to wait for the score (default: 3600)")
     submit.add_argument("--no-wait", action="store_true", help="upload and return without waiting")
     submit.add_argument("--no-check", action="store_true",
@@ -336,7 +307,7 @@ def _admin(args) -> int:
             quota = None
         else:
             try:
-                quota = _non_negative_int(args.quota)
+                quota = non_negative_int(args.quota)
             except argparse.ArgumentTypeError as error:
                 raise MixedPartsError(f"quota: {error}") from None
         store.set_team_quota(db, args.name, quota)

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from mixedparts.argtypes import fraction, non_negative_int
 from mixedparts.atomic import write_json
 from mixedparts.cli import run_guarded
 from mixedparts.errors import MixedPartsError
@@ -26,26 +27,6 @@ examples:
   mixedparts-eval predictions.json --data ~/.cache/mixedparts/mixedparts
   mixedparts-eval predictions.jsonl --gt test-gt.jsonl --json scores.json --bootstrap 1000
   mixedparts-eval glamm_outputs/ --format gcg --data DIR --recall-text-model ./bert-base-uncased"""
-
-
-def threshold(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
-    return value
-
-
-def non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,13 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--breakdown", action="append", choices=("source", "category", "all"), default=[],
                         help="also print the table per source or per object category (repeatable; the JSON "
                         "output always has both)")
-    output.add_argument("--bootstrap", type=non_negative, default=0, metavar="N",
+    output.add_argument("--bootstrap", type=non_negative_int, default=0, metavar="N",
                         help="add 95%% confidence intervals from N resamplings of the samples within each task "
                         "(default: 0, none; 1000 is typical)")
     output.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
     output.add_argument("--strict", action="store_true", help="make samples missing from the predictions an "
                         "error (by default they count as empty predictions, with a warning)")
-    output.add_argument("--workers", type=non_negative, default=0, metavar="N",
+    output.add_argument("--workers", type=non_negative_int, default=0, metavar="N",
                         help="processes scoring units (default: 0 = every available core)")
 
     variants = parser.add_argument_group("metric variants (metrics.md section 8; the defaults follow the spec)")
@@ -101,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     variants.add_argument("--recall-matching", choices=RECALL_MATCHING, default="stop",
                           help="A6. stop (default): GLaMM's loop, which ends at the first best-IoU pair failing "
                           "a threshold. skip: reject only that pair and go on")
-    variants.add_argument("--recall-iou-threshold", type=threshold, default=0.5, metavar="T",
+    variants.add_argument("--recall-iou-threshold", type=fraction, default=0.5, metavar="T",
                           help="A6. IoU a Recall match needs (default: 0.5)")
     variants.add_argument("--recall-text-gate", choices=TEXT_GATES, default="on",
                           help="A7. on (default): a Recall match also needs label similarity >= the text "
@@ -111,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "(mean-pooled over all tokens, as GLaMM). Default: all-MiniLM-L6-v2, because "
                           "bert-base-uncased is not installable offline; MiniLM is the stricter gate, so "
                           "Recall is not comparable with GLaMM's")
-    variants.add_argument("--recall-text-threshold", type=threshold, default=0.5, metavar="T",
+    variants.add_argument("--recall-text-threshold", type=fraction, default=0.5, metavar="T",
                           help="A7. label cosine similarity a Recall match needs (default: 0.5)")
     variants.add_argument("--label-pairs", choices=LABEL_PAIRS, default="miou",
                           help="A8. which (predicted, GT) label pairs SS and S-IoU average over. miou "
