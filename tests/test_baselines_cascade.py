@@ -179,19 +179,12 @@ def stand_in_factory(args):
     return StandInSegmenter(args)
 
 
-def test_cascade_cli_on_a_built_dataset_writes_scorable_predictions(server, tmp_path, monkeypatch):
+def test_cascade_cli_on_a_built_dataset_writes_scorable_predictions(build_tiny, server, tmp_path, monkeypatch):
     """Via mixedparts-baseline: one scripted exchange per sample, the last sample's structure never valid."""
-    from mixedparts.build import build
     from mixedparts.build.options import BuildOptions
     from mixedparts.predictions import read_predictions
-    from mixedparts.sources import open_readers
-    from mixedparts.synth import source_paths, synthesize
 
-    synthesize(tmp_path / "sources", scale="tiny", seed=0)
-    paths = source_paths(tmp_path / "sources")
-    readers = open_readers(paco=paths["paco_lvis"], coco_images=paths["coco_images"],
-                           partimagenet=paths["partimagenet"], ade20k_part234=paths["ade20k_part234"])
-    build(readers, tmp_path / "dataset", BuildOptions(max_samples_per_split=3), workers=1, progress=False)
+    build_tiny(tmp_path / "dataset", BuildOptions(max_samples_per_split=3))
     server.replies = ["desc", structure(), "desc", structure(), "desc", "bad", "bad"]
     monkeypatch.setenv("TEST_KEY", "sk-cli")
     out = tmp_path / "cascade.json"

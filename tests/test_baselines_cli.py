@@ -11,25 +11,18 @@ import torch
 from baselines.cli import main
 from baselines.dino_coseg import DinoCoseg, kmeans
 from mixedparts import markup, masks
-from mixedparts.build import build
 from mixedparts.build.options import BuildOptions
 from mixedparts.metrics.cli import main as eval_main
 from mixedparts.metrics.ground_truth import read_dataset_split
 from mixedparts.predictions import read_predictions
 from mixedparts.reference_predictions import predict
 from mixedparts.schema import SAMPLE_FIELDS, TASKS
-from mixedparts.sources import open_readers
-from mixedparts.synth import source_paths, synthesize
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
+def dataset(build_tiny, tmp_path_factory):
     root = tmp_path_factory.mktemp("baselines")
-    synthesize(root / "sources", scale="tiny", seed=0)
-    paths = source_paths(root / "sources")
-    readers = open_readers(paco=paths["paco_lvis"], coco_images=paths["coco_images"],
-                           partimagenet=paths["partimagenet"], ade20k_part234=paths["ade20k_part234"])
-    build(readers, root / "dataset", BuildOptions(max_samples_per_split=24), workers=1, progress=False)
+    build_tiny(root / "dataset", BuildOptions(max_samples_per_split=24))
     return root / "dataset"
 
 

@@ -122,13 +122,10 @@ def test_cascade_with_lisa_by_name_against_the_loopback_server(trained, server):
         load_segmenter("lisa", argparse.Namespace(segmenter_model=None, segmenter_checkpoint=None))
 
 
-def test_cascade_cli_with_segmenter_lisa_writes_scorable_predictions(trained, server, tmp_path, monkeypatch):  # noqa: F811
-    from mixedparts.build import build
+def test_cascade_cli_with_segmenter_lisa_writes_scorable_predictions(build_tiny, trained, server, tmp_path, monkeypatch):  # noqa: F811
     from mixedparts.build.options import BuildOptions
     from mixedparts.metrics.cli import main as eval_main
     from mixedparts.predictions import read_predictions
-    from mixedparts.sources import open_readers
-    from mixedparts.synth import source_paths, synthesize
 
     _, _, path = trained
     calls, segment = [], LisaSegmenter.segment
@@ -140,11 +137,7 @@ def test_cascade_cli_with_segmenter_lisa_writes_scorable_predictions(trained, se
         return mask
 
     monkeypatch.setattr(LisaSegmenter, "segment", recorded)
-    synthesize(tmp_path / "sources", scale="tiny", seed=0)
-    paths = source_paths(tmp_path / "sources")
-    readers = open_readers(paco=paths["paco_lvis"], coco_images=paths["coco_images"],
-                           partimagenet=paths["partimagenet"], ade20k_part234=paths["ade20k_part234"])
-    build(readers, tmp_path / "dataset", BuildOptions(max_samples_per_split=2), workers=1, progress=False)
+    build_tiny(tmp_path / "dataset", BuildOptions(max_samples_per_split=2))
     server.replies = ["desc", structure(), "desc", structure()]
     out = tmp_path / "cascade.json"
     assert main(["cascade", "--data", str(tmp_path / "dataset"), "--out", str(out), "--describer-url", server.url,

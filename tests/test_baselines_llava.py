@@ -20,12 +20,7 @@ TINY_CLIP = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3,
              "image_size": 28, "patch_size": 14}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def tiny(system: str):
@@ -151,14 +146,11 @@ def test_separate_clip_checkpoint_supplies_the_tower(tmp_path):
     assert all(torch.equal(target.state_dict()[k], v) for k, v in source.state_dict().items() if "lora_" not in k)
 
 
-def test_runner_predicts_with_a_saved_tiny_model(tmp_path):
+def test_runner_predicts_with_a_saved_tiny_model(build_tiny, tmp_path):
     from baselines.cli import main
     from calico_baseline.checkpoints import save_trained
-    from mixedparts.build import build
     from mixedparts.build.options import BuildOptions
     from mixedparts.predictions import read_predictions
-    from mixedparts.sources import open_readers
-    from mixedparts.synth import source_paths, synthesize
 
     model, tokenizer, _ = tiny("glamm")
     save_trained(model, tmp_path / "glamm-tiny", tokenizer)
@@ -166,11 +158,7 @@ def test_runner_predicts_with_a_saved_tiny_model(tmp_path):
 
     loaded, _ = load_model("glamm", tmp_path / "glamm-tiny")
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
-    synthesize(tmp_path / "sources", scale="tiny", seed=0)
-    paths = source_paths(tmp_path / "sources")
-    readers = open_readers(paco=paths["paco_lvis"], coco_images=paths["coco_images"],
-                           partimagenet=paths["partimagenet"], ade20k_part234=paths["ade20k_part234"])
-    build(readers, tmp_path / "dataset", BuildOptions(max_samples_per_split=3), workers=1, progress=False)
+    build_tiny(tmp_path / "dataset", BuildOptions(max_samples_per_split=3))
     out = tmp_path / "glamm.json"
     assert main(["lisa", "--data", str(tmp_path / "dataset"), "--out", str(out), "--model",
                  str(tmp_path / "glamm-tiny")]) == 2  # a GLaMM folder is refused as LISA

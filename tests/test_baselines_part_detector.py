@@ -11,14 +11,11 @@ import torch
 from baselines.cli import main
 from baselines.part_detector import (Instance, SavedDetections, co_segment, run_detector, vocabulary_from_rows)
 from mixedparts import markup, masks
-from mixedparts.build import build
 from mixedparts.build.options import BuildOptions
 from mixedparts.metrics.cli import main as eval_main
 from mixedparts.metrics.ground_truth import read_dataset_split
 from mixedparts.predictions import read_predictions
 from mixedparts.schema import SAMPLE_FIELDS
-from mixedparts.sources import open_readers
-from mixedparts.synth import source_paths, synthesize
 
 H, W = 6, 8
 
@@ -154,13 +151,9 @@ def test_saved_coco_results_and_torch_instances_read_the_same_instances(tmp_path
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
+def dataset(build_tiny, tmp_path_factory):
     root = tmp_path_factory.mktemp("detector")
-    synthesize(root / "sources", scale="tiny", seed=1)
-    paths = source_paths(root / "sources")
-    readers = open_readers(paco=paths["paco_lvis"], coco_images=paths["coco_images"],
-                           partimagenet=paths["partimagenet"], ade20k_part234=paths["ade20k_part234"])
-    build(readers, root / "dataset", BuildOptions(max_samples_per_split=30), workers=1, progress=False)
+    build_tiny(root / "dataset", BuildOptions(max_samples_per_split=30), sources_seed=1)
     return root / "dataset"
 
 

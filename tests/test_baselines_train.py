@@ -17,27 +17,15 @@ from mixedparts.predictions import read_predictions
 RECIPE_MODULES = ("grounding_encoder.mask_decoder.", "text_hidden_fcs.", "lm_head.", "embed_tokens.")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    from mixedparts.build import build
+def dataset(build_tiny, tmp_path_factory):
     from mixedparts.build.options import BuildOptions
-    from mixedparts.sources import open_readers
-    from mixedparts.synth import source_paths, synthesize
 
     root = tmp_path_factory.mktemp("baselines-train")
-    synthesize(root / "sources", scale="tiny", seed=0)
-    paths = source_paths(root / "sources")
-    readers = open_readers(paco=paths["paco_lvis"], coco_images=paths["coco_images"],
-                           partimagenet=paths["partimagenet"], ade20k_part234=paths["ade20k_part234"])
-    build(readers, root / "dataset", BuildOptions(max_samples_per_split=4), workers=1, progress=False)
+    build_tiny(root / "dataset", BuildOptions(max_samples_per_split=4))
     return root / "dataset"
 
 

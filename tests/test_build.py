@@ -25,14 +25,11 @@ from mixedparts.build.splits import canonical_split
 from mixedparts.cli import main
 from mixedparts.schema import SAMPLE_FEATURES, SPLITS, TASKS
 from mixedparts.sources import open_readers
-from mixedparts.synth import source_paths, synthesize
 
 
 @pytest.fixture(scope="module")
-def sources(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth") / "sources"
-    synthesize(root, scale="tiny", seed=0)
-    return source_paths(root)
+def sources(tiny_sources):
+    return tiny_sources(0)
 
 
 def readers_for(paths):

@@ -13,13 +13,7 @@ from calico_baseline.modeling import CalicoForCausalLM
 from calico_baseline.testing import synthetic_sample, tiny_setup
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matmuls gain nothing from threads and slow down badly on a shared, loaded CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def test_full_size_trainable_budget_on_meta(capsys):

@@ -22,13 +22,7 @@ from calico_baseline.testing import synthetic_sample, tiny_setup
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matmuls gain nothing from threads and slow down badly on a shared, loaded CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def test_overfits_two_samples():
@@ -59,18 +53,11 @@ def test_overfits_two_samples():
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    from mixedparts.build import build
+def dataset(build_tiny, tmp_path_factory):
     from mixedparts.build.options import BuildOptions
-    from mixedparts.sources import open_readers
-    from mixedparts.synth import source_paths, synthesize
 
     root = tmp_path_factory.mktemp("calico-data")
-    synthesize(root / "sources", scale="tiny", seed=0)
-    paths = source_paths(root / "sources")
-    readers = open_readers(paco=paths["paco_lvis"], coco_images=paths["coco_images"],
-                           partimagenet=paths["partimagenet"], ade20k_part234=paths["ade20k_part234"])
-    build(readers, root / "dataset", BuildOptions(), workers=1, progress=False)
+    build_tiny(root / "dataset", BuildOptions())
     return root / "dataset"
 
 

@@ -17,7 +17,6 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from mixedparts.build import build
 from mixedparts.build.options import BuildOptions
 from mixedparts.cli import main
 from mixedparts.export import unit_id
@@ -27,18 +26,12 @@ from mixedparts.metrics.options import EvalOptions
 from mixedparts.predictions import read_gcg_folder, write_predictions
 from mixedparts.reference_predictions import predict
 from mixedparts.schema import SAMPLE_FIELDS, TASKS
-from mixedparts.sources import open_readers
-from mixedparts.synth import source_paths, synthesize
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(build_tiny, tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
-    synthesize(root / "sources", scale="tiny", seed=0)
-    paths = source_paths(root / "sources")
-    readers = open_readers(paco=paths["paco_lvis"], coco_images=paths["coco_images"],
-                           partimagenet=paths["partimagenet"], ade20k_part234=paths["ade20k_part234"])
-    build(readers, root / "dataset", BuildOptions(shard_rows=200), workers=1, progress=False)
+    build_tiny(root / "dataset", BuildOptions(shard_rows=200))
     rows = read_dataset_split(root / "dataset", "test", columns=SAMPLE_FIELDS)
     object_box = predict("object-box", rows)
     predictions = write_predictions(root / "object-box.json", object_box, model="object-box", split="test")

@@ -12,7 +12,6 @@ from mixedparts import markup, masks
 from mixedparts.cli import main
 from mixedparts.sources import open_readers
 from mixedparts.sources.ade20k_part234 import class_lists
-from mixedparts.synth import source_paths, synthesize
 
 DATASET_NAME = {"paco_lvis": "paco_lvis", "partimagenet": "part_image_net", "ade20k_part234": "ade20k_part234"}
 MODES = {"paco_lvis": {"train": "train", "val": "val", "test": "test"},
@@ -104,10 +103,9 @@ def make_bundle(paths: dict, bundle: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def imported(tmp_path_factory):
+def imported(tmp_path_factory, tiny_sources):
     root = tmp_path_factory.mktemp("calico")
-    synthesize(root / "sources", scale="tiny", seed=3)
-    paths = source_paths(root / "sources")
+    paths = tiny_sources(3)
     expected = make_bundle(paths, root / "bundle")
     out = root / "dataset"
     code = main(["import-calico", "--bundle", str(root / "bundle"), "--paco", str(paths["paco_lvis"]),

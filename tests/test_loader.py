@@ -26,18 +26,14 @@ from mixedparts.loader import (IMAGES_COLUMN, MASKS_COLUMN, DatasetLoadError, Ma
 from mixedparts.metrics.ground_truth import read_dataset_split
 from mixedparts.schema import SAMPLE_FIELDS
 from mixedparts.sources import open_readers
-from mixedparts.synth import source_paths, synthesize
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, tiny_sources, build_tiny):
     root = tmp_path_factory.mktemp("loader")
-    synthesize(root / "sources", scale="tiny", seed=0)
-    paths = source_paths(root / "sources")
-    readers = open_readers(paco=paths["paco_lvis"], coco_images=paths["coco_images"],
-                           partimagenet=paths["partimagenet"], ade20k_part234=paths["ade20k_part234"])
+    paths = tiny_sources(0)
     home = root / "home"
-    build(readers, home / "mixedparts", BuildOptions(shard_rows=150), workers=1, progress=False)
+    build_tiny(home / "mixedparts", BuildOptions(shard_rows=150))
     return SimpleNamespace(root=root, home=home, data=home / "mixedparts", sources=paths, cache=root / "hf-cache")
 
 

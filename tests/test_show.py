@@ -10,28 +10,21 @@ import pytest
 from PIL import Image
 
 from mixedparts import masks
-from mixedparts.build import build
 from mixedparts.build.options import BuildOptions
 from mixedparts.cli import main
 from mixedparts.metrics.ground_truth import read_dataset_split
 from mixedparts.predictions import write_predictions
 from mixedparts.reference_predictions import predict
 from mixedparts.schema import SAMPLE_FIELDS
-from mixedparts.sources import open_readers
-from mixedparts.synth import source_paths, synthesize
 from mixedparts.viz import LINE_HEIGHT, MARGIN, PALETTE, ROW_HEIGHT, Colours, draw_grid, draw_sample
 
 GREY = (205, 205, 205)
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(build_tiny, tmp_path_factory):
     root = tmp_path_factory.mktemp("show")
-    synthesize(root / "sources", scale="tiny", seed=0)
-    paths = source_paths(root / "sources")
-    readers = open_readers(paco=paths["paco_lvis"], coco_images=paths["coco_images"],
-                           partimagenet=paths["partimagenet"], ade20k_part234=paths["ade20k_part234"])
-    build(readers, root / "dataset", BuildOptions(), workers=1, progress=False)
+    build_tiny(root / "dataset", BuildOptions())
     rows = read_dataset_split(root / "dataset", "test", columns=SAMPLE_FIELDS)
     predictions = write_predictions(root / "object-box.json", predict("object-box", rows), model="object-box",
                                     split="test")

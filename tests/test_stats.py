@@ -11,24 +11,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mixedparts.build import build
 from mixedparts.build.options import BuildOptions
 from mixedparts.cli import main
 from mixedparts.metrics.ground_truth import read_dataset_split
 from mixedparts.schema import SAMPLE_FIELDS
-from mixedparts.sources import open_readers
 from mixedparts.stats import compute_stats, draw_histograms, format_stats
-from mixedparts.synth import source_paths, synthesize
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(build_tiny, tmp_path_factory):
     root = tmp_path_factory.mktemp("stats")
-    synthesize(root / "sources", scale="tiny", seed=1)
-    paths = source_paths(root / "sources")
-    readers = open_readers(paco=paths["paco_lvis"], coco_images=paths["coco_images"],
-                           partimagenet=paths["partimagenet"], ade20k_part234=paths["ade20k_part234"])
-    build(readers, root / "dataset", BuildOptions(seed=1, shard_rows=100), workers=1, progress=False)
+    build_tiny(root / "dataset", BuildOptions(seed=1, shard_rows=100), sources_seed=1)
     rows = {split: read_dataset_split(root / "dataset", split, columns=SAMPLE_FIELDS)
             for split in ("train", "val", "test")}
     return SimpleNamespace(root=root, data=root / "dataset", rows=rows)
