@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
 from mixedparts import masks
+from mixedparts.errors import SourceError
 from mixedparts.masks import Rle
+from mixedparts.sources.base import require_keys
 
 SHORT_POLYGON_POLICIES = ("drop", "pad", "error")
 
@@ -18,6 +22,28 @@ def is_int(value: object) -> bool:
 
 def is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def validated_images(records: object, path: Path) -> Iterator[tuple[int | str, str, int, int, str]]:
+    """A COCO ``images`` list, checked entry by entry: ``(id, file_name, width, height, where)`` in file
+    order, ``where`` naming the entry for error messages (``images[1] (id 2, n0123_7.JPEG)``)."""
+    if not isinstance(records, list):
+        raise SourceError(path, f"'images' must be a list, got {type(records).__name__}", "images")
+    seen: set = set()
+    for index, record in enumerate(records):
+        require_keys(record, ("id", "file_name", "width", "height"), path, f"images[{index}]")
+        image_id, file_name, width, height = record["id"], record["file_name"], record["width"], record["height"]
+        where = f"images[{index}] (id {image_id!r}, {file_name})"
+        if not (is_int(image_id) or isinstance(image_id, str)):
+            raise SourceError(path, f"image id must be an integer or string, got {image_id!r}", where)
+        if image_id in seen:
+            raise SourceError(path, f"duplicate image id {image_id!r}", where)
+        if not isinstance(file_name, str) or not file_name:
+            raise SourceError(path, f"file_name must be a non-empty string, got {file_name!r}", where)
+        if not (is_int(width) and is_int(height) and width > 0 and height > 0):
+            raise SourceError(path, f"width and height must be positive integers, got {width!r}x{height!r}", where)
+        seen.add(image_id)
+        yield image_id, file_name, width, height, where
 
 
 def segmentation_to_rle(segmentation: object, height: int, width: int,

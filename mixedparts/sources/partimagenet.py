@@ -40,7 +40,7 @@ from mixedparts import masks
 from mixedparts.errors import SourceError
 from mixedparts.masks import Rle
 from mixedparts.sources.base import SourceReader, load_json, require_keys
-from mixedparts.sources.coco import is_int, segmentation_to_rle
+from mixedparts.sources.coco import is_int, segmentation_to_rle, validated_images
 from mixedparts.sources.names import normalize, normalize_part
 from mixedparts.sources.records import ImageRecord, ObjectRecord
 
@@ -178,23 +178,8 @@ class PartImageNetReader(SourceReader):
         return names
 
     def _images(self, records: object, path: Path) -> dict[int | str, _Image]:
-        if not isinstance(records, list):
-            raise SourceError(path, f"'images' must be a list, got {type(records).__name__}", "images")
         images: dict[int | str, _Image] = {}
-        for index, record in enumerate(records):
-            where = f"images[{index}]"
-            require_keys(record, ("id", "file_name", "width", "height"), path, where)
-            image_id, file_name, width, height = record["id"], record["file_name"], record["width"], record["height"]
-            where = f"images[{index}] (id {image_id!r}, {file_name})"
-            if not (is_int(image_id) or isinstance(image_id, str)):
-                raise SourceError(path, f"image id must be an integer or string, got {image_id!r}", where)
-            if image_id in images:
-                raise SourceError(path, f"duplicate image id {image_id!r}", where)
-            if not isinstance(file_name, str) or not file_name:
-                raise SourceError(path, f"file_name must be a non-empty string, got {file_name!r}", where)
-            if not (is_int(width) and is_int(height) and width > 0 and height > 0):
-                raise SourceError(path, f"width and height must be positive integers, got {width!r}x{height!r}",
-                                  where)
+        for image_id, file_name, width, height, where in validated_images(records, path):
             match = _WNID.match(Path(file_name).name)
             category = fine_class_name(match.group(1)) if match else None
             if category is None:
