@@ -327,15 +327,19 @@ def claim(db: Database, worker: str, lease_s: float, submission_id: int | None =
     return None
 
 
+def _update_own(session, submission_id: int, worker: str, **values) -> bool:
+    """Update a submission only while ``worker`` still holds its scoring lease (one atomic statement)."""
+    return session.execute(
+        update(Submission).where(Submission.id == submission_id, Submission.status == SCORING,
+                                 Submission.lease_owner == worker)
+        .values(**values).execution_options(synchronize_session=False)).rowcount == 1
+
+
 def renew(db: Database, submission_id: int, worker: str, lease_s: float) -> bool:
     """Extend ``worker``'s lease; False if it has lost the submission (its lease ran out and another took it)."""
     now = utcnow()
     with db.session() as session:
-        return session.execute(
-            update(Submission).where(Submission.id == submission_id, Submission.status == SCORING,
-                                     Submission.lease_owner == worker)
-            .values(lease_expires=now + timedelta(seconds=lease_s))
-            .execution_options(synchronize_session=False)).rowcount == 1
+        return _update_own(session, submission_id, worker, lease_expires=now + timedelta(seconds=lease_s))
 
 
 def finish(db: Database, submission_id: int, worker: str, outcome: dict, gt_sha256: str | None = None) -> bool:
@@ -351,10 +355,7 @@ def finish(db: Database, submission_id: int, worker: str, outcome: dict, gt_sha2
         values.update(scores=outcome["scores"], variant=outcome["variant"], result=outcome["result"],
                       gt_sha256=gt_sha256)
     with db.session() as session:
-        done = session.execute(
-            update(Submission).where(Submission.id == submission_id, Submission.status == SCORING,
-                                     Submission.lease_owner == worker)
-            .values(**values).execution_options(synchronize_session=False)).rowcount == 1
+        done = _update_own(session, submission_id, worker, **values)
         if done:
             session.add(Event(submission_id=submission_id, event=status, worker=worker, at=now,
                               detail=None if status == SCORED else (outcome.get("message") or "")[:2000]))
@@ -367,10 +368,7 @@ def release(db: Database, submission_id: int, worker: str, reason: str, count_at
     if not count_attempt:
         values["attempts"] = Submission.attempts - 1
     with db.session() as session:
-        done = session.execute(
-            update(Submission).where(Submission.id == submission_id, Submission.status == SCORING,
-                                     Submission.lease_owner == worker)
-            .values(**values).execution_options(synchronize_session=False)).rowcount == 1
+        done = _update_own(session, submission_id, worker, **values)
         if done:
             session.add(Event(submission_id=submission_id, event="released", worker=worker, detail=reason))
         return done
