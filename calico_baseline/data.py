@@ -135,15 +135,13 @@ class CalicoProcessor:
 
 # ---------------------------------------------------------------- rows and images on disk
 def read_rows(data_dir: str | Path, split: str, limit: int | None = None) -> list[dict]:
-    """Sample rows of ``split`` from a built dataset folder (Parquet shards ``data/{split}-*.parquet``)."""
-    import pyarrow.parquet as pq
+    """Sample rows of ``split`` through the MixedParts loader, stopping once ``limit`` rows are read."""
+    from mixedparts.loader import iter_tables
+    from mixedparts.schema import SAMPLE_FIELDS
 
-    shards = sorted((Path(data_dir) / "data").glob(f"{split}-*.parquet"))
-    if not shards:
-        raise FileNotFoundError(f"no {split} shards under {Path(data_dir) / 'data'}")
-    rows = []
-    for shard in shards:
-        rows += pq.read_table(shard).to_pylist()
+    rows: list[dict] = []
+    for table in iter_tables(data_dir, [split], list(SAMPLE_FIELDS)):
+        rows += table.to_pylist()
         if limit is not None and len(rows) >= limit:
             return rows[:limit]
     return rows

@@ -33,7 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from mixedparts.cli import run_guarded
+
+    return run_guarded(_run, build_parser().parse_args(argv))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from tqdm import tqdm
     from transformers import AutoTokenizer
 
@@ -42,13 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     from calico_baseline.modeling import CalicoForCausalLM
     from mixedparts.predictions import write_predictions
 
+    from mixedparts.errors import MixedPartsError
+
+    if not Path(args.checkpoint).is_dir():
+        raise MixedPartsError(f"{args.checkpoint}: checkpoint folder not found (a folder written by calico-train)")
+    rows = read_rows(args.data, args.split, args.limit)
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     model = CalicoForCausalLM.from_pretrained(args.checkpoint, device=args.device, dtype=dtype, glamm=args.glamm,
                                               blip2=args.blip2, dino=args.dino)
     tokenizer = AutoTokenizer.from_pretrained(args.checkpoint)
     processor = CalicoProcessor(tokenizer, model.config)
     roots = image_roots_for(args.data, dict(r.split("=", 1) for r in args.image_root))
-    rows = read_rows(args.data, args.split, args.limit)
     dataset = CalicoDataset(rows, processor, roots, train=False)
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, collate_fn=processor.collate)
     predictions = []

@@ -288,11 +288,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    config = load_config(args.config, args.set)
+    from mixedparts.cli import run_guarded
+
+    return run_guarded(_run, build_parser().parse_args(argv))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mixedparts.errors import MixedPartsError
+
+    if args.config and not Path(args.config).is_file():
+        raise MixedPartsError(f"{args.config}: config file not found")
+    try:
+        config = load_config(args.config, args.set)
+    except ValueError as error:  # an unknown section or a malformed --set
+        raise MixedPartsError(str(error)) from None
     if not config["data"]["path"]:
-        print("calico-train: data.path is not set (the built MixedParts dataset folder)", file=sys.stderr)
-        return 2
+        raise MixedPartsError("data.path is not set (the built MixedParts dataset folder)")
     final = train(config, resume=args.resume)
     print(f"saved the trained model to {final}")
     return 0

@@ -241,3 +241,17 @@ def test_dataset_decodes_masks_and_resolves_images_through_mixedparts(dataset, t
     source = rows[0]["source"]
     with pytest.raises(ImageRootError, match=source):
         CalicoDataset(rows[:1], processor, image_roots_for(dataset, {source: str(tmp_path / "nowhere")}))
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    from calico_baseline import predict, train
+
+    assert train.main(["--config", str(tmp_path / "missing.yaml")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'missing.yaml'}: config file not found"
+    assert train.main(["--set", "nosection.key=1"]) == 2
+    assert "section.key=value" in capsys.readouterr().err
+    assert predict.main(["--checkpoint", str(tmp_path), "--data", str(tmp_path / "nodata"), "--out",
+                         str(tmp_path / "p.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "nodata" in err and "\n" not in err
+    assert not (tmp_path / "p.json").exists()
