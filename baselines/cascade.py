@@ -17,9 +17,16 @@ Three stages behind small interfaces, so each can be swapped:
    loads any other (``FACTORY(args)`` returns the segmenter).
 
 :class:`ChatClient` is a stdlib (urllib) chat-completions client with a per-request timeout and
-retries on timeouts, connection errors, 429 and 5xx. The API key is read from the environment
-variable named by ``--api-key-env`` (default ``OPENAI_API_KEY``); it is never written anywhere.
-A sample whose structure cannot be obtained gets an empty prediction and is counted in a warning.
+retries on timeouts, connection errors, 429 and 5xx. Each endpoint gets only its own key, read from
+the environment variable its own option names (``--describer-key-env``, none by default: the
+describer is usually a self-hosted or third-party Sparkles server that must never see the OpenAI
+key; ``--structurer-key-env``, default ``OPENAI_API_KEY``); keys are never written anywhere.
+
+A sample whose structure cannot be obtained gets an empty prediction. Because an unreachable
+endpoint would otherwise turn a whole split into empty predictions that still "succeed", the run
+stops after ``--max-consecutive-failures`` endpoint failures in a row, and fails (exit 2, the
+predictions still written for inspection) when more than ``--max-failed-share`` of the samples got
+an empty prediction.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from typing import Protocol
 
 from baselines.common import Group, compose
 from baselines.errors import BaselineError
+from mixedparts.argtypes import fraction, positive_int
 
 LISA_PROMPT = "Can you segment the {name} in this image?"
 
@@ -263,11 +271,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--describer-model", default="sparkleschat")
     parser.add_argument("--structurer-url", default="https://api.openai.com/v1", metavar="URL")
     parser.add_argument("--structurer-model", default="gpt-4o")
-    parser.add_argument("--api-key-env", default="OPENAI_API_KEY",
-                        help="environment variable holding the API key (default OPENAI_API_KEY)")
+    parser.add_argument("--describer-key-env", metavar="VAR",
+                        help="environment variable holding the describer endpoint's API key (default: none, no "
+                             "Authorization header is sent to the describer)")
+    parser.add_argument("--structurer-key-env", default="OPENAI_API_KEY", metavar="VAR",
+                        help="environment variable holding the structurer endpoint's API key (default "
+                             "OPENAI_API_KEY); it is sent to --structurer-url only")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per chat request (default 120)")
     parser.add_argument("--retries", type=int, default=2, help="retries per request on timeouts and 5xx")
     parser.add_argument("--structure-retries", type=int, default=2, help="re-asks on malformed structurer JSON")
+    parser.add_argument("--max-consecutive-failures", type=positive_int, default=5, metavar="N",
+                        help="stop the run after N samples in a row whose chat endpoint could not be reached or "
+                             "kept failing (default 5)")
+    parser.add_argument("--max-failed-share", type=fraction, default=0.1, metavar="F",
+                        help="exit with an error when more than this share of samples got an empty prediction "
+                             "(default 0.1; the predictions are still written)")
     parser.add_argument("--segmenter", required=True, metavar="NAME|MODULE:FACTORY",
                         help="single-image referring segmenter: 'lisa' (the paper's; with --segmenter-model or "
                              "--segmenter-checkpoint), or MODULE:FACTORY where FACTORY(args) returns an object "
@@ -295,20 +313,56 @@ def load_segmenter(spec: str, args: argparse.Namespace) -> Segmenter:
     return factory(args)
 
 
+class TooManyFailures(BaselineError):
+    """The run failed as a whole; ``predictions`` (empty for the failed samples) are kept for inspection."""
+
+    def __init__(self, message: str, predictions: list[dict]):
+        super().__init__(message)
+        self.predictions = predictions
+
+
+def _key(variable: str | None, what: str) -> str | None:
+    if not variable:
+        return None
+    key = os.environ.get(variable)
+    if not key:
+        raise BaselineError(f"{what}: the environment variable {variable} is not set (or empty)")
+    return key
+
+
 def run(args: argparse.Namespace, rows: list[dict], images) -> list[dict]:
-    key = os.environ.get(args.api_key_env)
-    describer = ChatDescriber(ChatClient(args.describer_url, args.describer_model, key, args.timeout, args.retries))
-    structurer = ChatStructurer(ChatClient(args.structurer_url, args.structurer_model, key, args.timeout,
-                                           args.retries), args.structure_retries)
+    describer_key = _key(args.describer_key_env, "--describer-key-env")
+    structurer_key = _key(args.structurer_key_env, "--structurer-key-env")
+    describer = ChatDescriber(ChatClient(args.describer_url, args.describer_model, describer_key, args.timeout,
+                                         args.retries))
+    structurer = ChatStructurer(ChatClient(args.structurer_url, args.structurer_model, structurer_key,
+                                           args.timeout, args.retries), args.structure_retries)
     cascade = Cascade(describer, structurer, load_segmenter(args.segmenter, args))
+    return run_cascade(cascade, rows, images, args.max_consecutive_failures, args.max_failed_share)
+
+
+def run_cascade(cascade: Cascade, rows: list[dict], images, max_consecutive_failures: int = 5,
+                max_failed_share: float = 0.1) -> list[dict]:
     predictions, failed = [], []
-    for row in rows:
+    endpoint_failures_in_a_row = 0
+    for n, row in enumerate(rows, 1):
         try:
             predictions.append(cascade.predict(row, images.open_all(row)))
+            endpoint_failures_in_a_row = 0
         except (StructureError, ChatError) as error:
             failed.append(f"{row['sample_id']}: {error}")
             predictions.append(compose(row["sample_id"], row["task"], [], []))
+            # A malformed structure is the model's answer; only an endpoint that cannot be used counts here.
+            endpoint_failures_in_a_row = endpoint_failures_in_a_row + 1 if isinstance(error, ChatError) else 0
+            if endpoint_failures_in_a_row >= max_consecutive_failures:
+                raise TooManyFailures(f"cascade: stopped after {endpoint_failures_in_a_row} samples in a row whose "
+                                      f"chat endpoint failed ({n} of {len(rows)} samples done); last: {failed[-1]}",
+                                      predictions) from None
     if failed:
         print(f"cascade: {len(failed)} of {len(rows)} samples got an empty prediction; first: {failed[0]}",
               file=sys.stderr)
+    if rows and len(failed) / len(rows) > max_failed_share:
+        raise TooManyFailures(f"cascade: {len(failed)} of {len(rows)} samples ({100 * len(failed) / len(rows):.0f}%) "
+                              f"got an empty prediction, more than --max-failed-share {max_failed_share:g}; first: "
+                              f"{failed[0]}", predictions)
     return predictions

@@ -79,6 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         predictions = run(args, rows, images)
         path = write_predictions(args.out, predictions, model=args.model_name or args.system, split=args.split)
     except (MixedPartsError, BaselineError) as error:
+        partial = getattr(error, "predictions", None)
+        if partial:  # a run that failed as a whole still leaves what it predicted, for inspection
+            path = write_predictions(args.out, partial, model=args.model_name or args.system, split=args.split)
+            print(f"mixedparts-baseline {args.system}: {len(partial)} predictions written to {path} for "
+                  f"inspection", file=sys.stderr)
         print(f"mixedparts-baseline {args.system}: error: {error}", file=sys.stderr)
         return 2
     masks = sum(len(p["segments"]) for p in predictions)

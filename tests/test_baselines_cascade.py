@@ -186,15 +186,94 @@ def test_cascade_cli_on_a_built_dataset_writes_scorable_predictions(build_tiny, 
 
     build_tiny(tmp_path / "dataset", BuildOptions(max_samples_per_split=3))
     server.replies = ["desc", structure(), "desc", structure(), "desc", "bad", "bad"]
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-must-stay-home")
     monkeypatch.setenv("TEST_KEY", "sk-cli")
     out = tmp_path / "cascade.json"
     assert main(["cascade", "--data", str(tmp_path / "dataset"), "--out", str(out), "--describer-url", server.url,
-                 "--structurer-url", server.url, "--api-key-env", "TEST_KEY", "--timeout", "5", "--retries", "0",
-                 "--structure-retries", "1", "--segmenter", f"{__name__}:stand_in_factory"]) == 0
+                 "--structurer-url", server.url, "--structurer-key-env", "TEST_KEY", "--timeout", "5", "--retries",
+                 "0", "--structure-retries", "1", "--max-failed-share", "0.5",
+                 "--segmenter", f"{__name__}:stand_in_factory"]) == 0
     predictions = read_predictions(out)
     assert len(predictions.by_sample) == 3 and not predictions.mismatched
     assert list(predictions.by_sample.values())[-1]["segments"] == []
-    assert server.requests[1]["auth"] == "Bearer sk-cli"
+    describes = [r for r in server.requests if r["body"]["model"] == "sparkleschat"]
+    structures = [r for r in server.requests if r["body"]["model"] == "gpt-4o"]
+    assert len(describes) == 3 and len(structures) == 4
+    assert all(r["auth"] is None for r in describes)  # the describer never sees the structurer's key
+    assert all(r["auth"] == "Bearer sk-cli" for r in structures)
     from mixedparts.metrics.cli import main as eval_main
 
     assert eval_main([str(out), "--data", str(tmp_path / "dataset"), "--split", "test"]) == 0
+
+
+def test_each_endpoint_gets_only_its_own_key(build_tiny, server, tmp_path, monkeypatch):
+    from mixedparts.build.options import BuildOptions
+
+    build_tiny(tmp_path / "dataset", BuildOptions(max_samples_per_split=1))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai")
+    monkeypatch.setenv("SPARKLES_KEY", "sk-sparkles")
+    server.replies = ["desc", structure()]
+    args = ["cascade", "--data", str(tmp_path / "dataset"), "--out", str(tmp_path / "c.json"), "--describer-url",
+            server.url, "--structurer-url", server.url, "--timeout", "5", "--retries", "0",
+            "--segmenter", f"{__name__}:stand_in_factory"]
+    assert main([*args, "--describer-key-env", "SPARKLES_KEY"]) == 0
+    assert [(r["body"]["model"], r["auth"]) for r in server.requests] == [("sparkleschat", "Bearer sk-sparkles"),
+                                                                          ("gpt-4o", "Bearer sk-openai")]
+    monkeypatch.delenv("SPARKLES_KEY")
+    server.requests.clear()
+    assert main([*args, "--describer-key-env", "SPARKLES_KEY"]) == 2  # a named key that is missing: no request
+    assert server.requests == []
+
+
+def test_an_unreachable_endpoint_stops_the_run_and_fails(build_tiny, tmp_path, capsys):
+    """Nothing listens on the port: the run stops after N samples in a row, exits 2, and keeps its predictions."""
+    from mixedparts.build.options import BuildOptions
+    from mixedparts.predictions import read_predictions
+
+    build_tiny(tmp_path / "dataset", BuildOptions(max_samples_per_split=12))
+    from leaderboard_helpers import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    out = tmp_path / "cascade.json"
+    assert main(["cascade", "--data", str(tmp_path / "dataset"), "--out", str(out), "--describer-url", dead,
+                 "--structurer-url", dead, "--structurer-key-env", "", "--timeout", "2", "--retries", "0",
+                 "--max-consecutive-failures", "3", "--segmenter", f"{__name__}:stand_in_factory"]) == 2
+    err = capsys.readouterr().err
+    assert "stopped after 3 samples in a row whose chat endpoint failed" in err
+    assert len(read_predictions(out).by_sample) == 3
+
+
+class Scripted:
+    """A cascade stand-in: raises the scripted error for a sample, or answers with an empty prediction."""
+
+    def __init__(self, errors):
+        self.errors = errors
+
+    def predict(self, row, images):
+        from baselines.common import compose
+
+        error = self.errors.get(row["sample_id"])
+        if error is not None:
+            raise error
+        return compose(row["sample_id"], row["task"], [], [])
+
+
+class NoImages:
+    def open_all(self, row):
+        return []
+
+
+def test_failed_share_over_the_limit_fails_and_malformed_answers_do_not_count_as_endpoint_failures():
+    from baselines.cascade import TooManyFailures, run_cascade
+
+    rows = [{"sample_id": f"s{i}", "task": "common_parts"} for i in range(10)]
+    malformed = {f"s{i}": StructureError("malformed") for i in range(6)}
+    with pytest.raises(TooManyFailures, match="6 of 10 samples") as failure:  # 6 in a row, but not endpoint ones
+        run_cascade(Scripted(malformed), rows, NoImages(), max_consecutive_failures=2, max_failed_share=0.5)
+    assert len(failure.value.predictions) == 10
+    assert len(run_cascade(Scripted(malformed), rows, NoImages(), 2, max_failed_share=0.6)) == 10
+    alternating = {f"s{i}": ChatError("down") for i in range(0, 10, 2)}
+    assert len(run_cascade(Scripted(alternating), rows, NoImages(), 2, max_failed_share=0.5)) == 10
+    in_a_row = {"s3": ChatError("down"), "s4": ChatError("down")}
+    with pytest.raises(TooManyFailures, match=r"stopped after 2 samples in a row .*\(5 of 10"):
+        run_cascade(Scripted(in_a_row), rows, NoImages(), 2, max_failed_share=1.0)
