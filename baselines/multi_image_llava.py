@@ -98,6 +98,11 @@ class MultiImageLlavaForCausalLM(CalicoForCausalLM):
         if verbose:
             print(self.trainable_summary())
 
+    def trainable_summary(self) -> str:
+        name = {"lisa": "Multi-Image LISA", "glamm": "Multi-Image GLaMM"}.get(self.config.baseline,
+                                                                            str(self.config.baseline))
+        return name + super().trainable_summary().removeprefix("Calico")
+
     def trainable_modules(self) -> dict[str, nn.Module]:
         # keys are state-dict prefixes: checkpoints.trained_state_dict saves the parameters under them
         names = {id(module): name for name, module in self.named_modules()}

@@ -18,8 +18,16 @@ The detector sits behind :class:`Detector` (``detect(image, image_info, vocabula
 - :class:`SavedDetections` reads detector outputs computed elsewhere: COCO results JSON (a list of
   ``{image_id, category_id, segmentation, score}`` with the category names from ``--categories`` or
   from a COCO-style ``{"categories": [...], "annotations": [...]}`` file), or a ``torch.save``d dict
-  ``{image_id: detectron2 Instances or {"pred_classes", "scores", "pred_masks"}}``. Image ids are
-  matched against each image's ``image_id``, ``file_name`` or file stem.
+  ``{image_id: detectron2 Instances or {"pred_classes", "scores", "pred_masks"}}``. Outputs are
+  matched to an image by its full, source-qualified ``image_id`` (``partimagenet:test:1``) or its
+  ``file_name``, never by a bare number: ids 1 of PartImageNet's test split and of ADE20K's
+  validation split are different images. A COCO results file whose ``image_id`` values are the
+  source's own numbers needs ``--detections-source SOURCE:SPLIT`` (``partimagenet:test``), which
+  qualifies them.
+- Labels: ``object:part`` is a part, a vocabulary object name is an object. A label without ``:``
+  that is neither a vocabulary object nor a prompt form is a part named the PartImageNet way
+  ("Quadruped Head": supercategory, then part), so it never poses as an object; COCO categories
+  with a ``supercategory`` are read that way too.
 PartGLEE releases no demo or inference API (only ``train_net.py --eval-only``), so ``partglee``
 takes saved outputs only.
 """
@@ -100,17 +108,29 @@ def _as_bool(mask) -> np.ndarray:
     return masks.decode(mask).astype(bool) if isinstance(mask, dict) else np.asarray(mask, dtype=bool)
 
 
+def vocabulary_label(label: str, vocabulary: Sequence[str] = ()) -> str:
+    """A detector's label in the vocabulary's ``object`` / ``object:part`` form (see the module docstring)."""
+    if PART_SEPARATOR in label or not vocabulary:
+        return label
+    by_prompt = {prompt(v): v for v in vocabulary}
+    if prompt(label) in by_prompt:
+        return by_prompt[prompt(label)]
+    from mixedparts.sources.names import normalize, normalize_part
+
+    words = normalize(label).split(" ", 1)
+    if len(words) == 2:  # "Quadruped Head": PartImageNet's "<supercategory> <part>"
+        return f"{words[0]}{PART_SEPARATOR}{normalize_part(words[1])}"
+    return f"{PART_SEPARATOR}{normalize_part(label)}"
+
+
 def merge(instances: Iterable[Instance], threshold: float, vocabulary: Sequence[str] = ()) -> tuple[dict, dict]:
     """(objects, parts) of one image: name -> (union mask, best score), instances below threshold dropped."""
-    by_prompt = {prompt(v): v for v in vocabulary}
     objects: dict[str, tuple[np.ndarray, float]] = {}
     parts: dict[str, tuple[np.ndarray, float]] = {}
     for instance in instances:
         if instance.score < threshold:
             continue
-        label = instance.label if PART_SEPARATOR in instance.label else by_prompt.get(prompt(instance.label),
-                                                                                        instance.label)
-        obj, part = split_label(label)
+        obj, part = split_label(vocabulary_label(instance.label, vocabulary))
         target, name = (objects, obj) if part is None else (parts, part)
         mask = _as_bool(instance.mask)
         if not mask.any():
@@ -160,20 +180,21 @@ def co_segment(row: dict, detections: Sequence[Sequence[Instance]], threshold: f
 
 
 def image_keys(image_info: dict) -> list[str]:
-    file_name = str(image_info.get("file_name", ""))
-    keys = [str(image_info.get("image_id", "")), file_name, os.path.basename(file_name),
-            os.path.splitext(os.path.basename(file_name))[0]]
-    image_id = str(image_info.get("image_id", ""))
-    if ":" in image_id:  # "paco_lvis:3000007" -> "3000007", as a COCO results file has it
-        keys.append(image_id.rsplit(":", 1)[1])
-    return [k for k in keys if k]
+    """The keys an image's saved outputs may be stored under: its full image id, then its file name."""
+    return [k for k in (str(image_info.get("image_id", "")), str(image_info.get("file_name", ""))) if k]
+
+
+def _is_bare_number(key) -> bool:
+    return isinstance(key, int) or (isinstance(key, str) and key.strip().isdigit())
 
 
 class SavedDetections:
     """Detector outputs computed elsewhere, looked up by image (see the module docstring for formats)."""
 
-    def __init__(self, path: str | os.PathLike, categories: str | os.PathLike | None = None):
+    def __init__(self, path: str | os.PathLike, categories: str | os.PathLike | None = None,
+                 source: str | None = None):
         self.path = Path(path)
+        self.source = source.strip().rstrip(":") if source else None
         if not self.path.is_file():
             raise BaselineError(f"{self.path}: no such detections file")
         names = self._categories(categories) if categories else {}
@@ -182,6 +203,17 @@ class SavedDetections:
             self._read_torch(names)
         else:
             self._read_json(names)
+        self.matched: set[str] = set()
+
+    def _key(self, image_id) -> str:
+        """The image id as stored; a bare number only with the source it belongs to."""
+        if _is_bare_number(image_id):
+            if not self.source:
+                raise BaselineError(f"{self.path}: image_id {image_id!r} is a bare number, which names a different "
+                                    f"image in every source and split; pass --detections-source SOURCE:SPLIT (e.g. "
+                                    f"partimagenet:test) to say whose numbers these are")
+            return f"{self.source}{PART_SEPARATOR}{int(image_id)}"
+        return str(image_id)
 
     @staticmethod
     def _categories(path) -> dict[int, str]:
@@ -190,7 +222,7 @@ class SavedDetections:
             if path.suffix == ".json":
                 data = json.loads(path.read_text(encoding="utf-8"))
                 items = data["categories"] if isinstance(data, dict) else data
-                return {int(c["id"]): str(c["name"]) for c in items}
+                return {int(c["id"]): _category_label(c) for c in items}
             lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise BaselineError(f"{path}: cannot read categories: {error}") from None
@@ -211,7 +243,7 @@ class SavedDetections:
             where = f"{self.path}: result {n}"
             try:
                 category = int(result["category_id"])
-                key = str(result["image_id"])
+                key = self._key(result["image_id"])
                 segmentation = result["segmentation"]
                 score = float(result.get("score", 1.0))
             except (KeyError, TypeError, ValueError) as error:
@@ -226,7 +258,7 @@ class SavedDetections:
                 mask = {"size": list(segmentation["size"]),
                         "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
             else:
-                size = result.get("size") or sizes.get(key)
+                size = result.get("size") or sizes.get(str(result["image_id"]))
                 if size is None:
                     raise BaselineError(f"{where}: polygon segmentation needs the image size (an 'images' list)")
                 mask = masks.from_polygons(segmentation, *size)
@@ -254,13 +286,34 @@ class SavedDetections:
                     raise BaselineError(f"{self.path}: class {c} has no name; save '__vocabulary__' or pass "
                                         f"--categories")
                 instances.append(Instance(name, s, m.astype(bool)))
-            self.by_image[str(key)] = instances
+            self.by_image[self._key(key)] = instances
 
     def detect(self, image, image_info: dict, vocabulary: Sequence[str]) -> list[Instance]:
         for key in image_keys(image_info):
             if key in self.by_image:
+                self.matched.add(key)
                 return self.by_image[key]
         return []
+
+    def check_matched(self) -> None:
+        """Outputs were saved for images, but none of the predicted images found its own: wrong ids."""
+        if self.by_image and not self.matched:
+            example = next(iter(self.by_image))
+            raise BaselineError(f"{self.path}: none of its {len(self.by_image)} images (e.g. {example!r}) is an image "
+                                f"of these samples; ids must be the full image ids of the dataset (e.g. "
+                                f"'partimagenet:test:1'), file names, or numbers with --detections-source")
+
+
+def _category_label(category: dict) -> str:
+    """A COCO category's label; PartImageNet's ("Quadruped Head", supercategory "Quadruped") -> "quadruped:head"."""
+    name, supercategory = str(category["name"]), category.get("supercategory")
+    if isinstance(supercategory, str) and supercategory.strip() and \
+            name.strip().lower().startswith(supercategory.strip().lower() + " "):
+        from mixedparts.sources.names import normalize
+        from mixedparts.sources.partimagenet import part_name
+
+        return f"{normalize(supercategory)}{PART_SEPARATOR}{part_name(name, supercategory)}"
+    return name
 
 
 class VLPartDetector:
@@ -324,6 +377,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "detectron2 instances (then no detector runs)")
     parser.add_argument("--categories", metavar="FILE",
                         help="category names of --detections: a COCO categories JSON or one name per line (ids 1..N)")
+    parser.add_argument("--detections-source", metavar="SOURCE:SPLIT",
+                        help="with --detections whose image ids are bare numbers (COCO results): the source and "
+                             "split they number, e.g. partimagenet:test (ids become partimagenet:test:N)")
     parser.add_argument("--vocabulary", metavar="FILE",
                         help="one name per line ('dog', 'dog:head'); default: every object and object:part name "
                              "of the dataset")
@@ -363,8 +419,7 @@ def run_detector(detector: Detector, rows: list[dict], images, vocabulary: Seque
 def run_vlpart(args: argparse.Namespace, rows: list[dict], images) -> list[dict]:
     vocabulary = read_vocabulary(args, rows)
     if args.detections:
-        return run_detector(SavedDetections(args.detections, args.categories), rows, images, vocabulary,
-                            args.threshold, needs_pixels=False)
+        return run_saved(args, rows, images, vocabulary)
     if not (args.config_file and args.weights):
         raise BaselineError("vlpart: pass --config-file and --weights to run VLPart, or --detections FILE")
     detector = VLPartDetector(args.config_file, args.weights, args.device, args.threshold)
@@ -376,6 +431,11 @@ def run_partglee(args: argparse.Namespace, rows: list[dict], images) -> list[dic
         raise BaselineError("partglee: PartGLEE releases no inference API (only detectron2 train_net.py "
                             "--eval-only on registered datasets); run it there, save its instances as COCO results "
                             "JSON, and pass --detections FILE (and --categories FILE)")
-    vocabulary = read_vocabulary(args, rows)
-    return run_detector(SavedDetections(args.detections, args.categories), rows, images, vocabulary,
-                        args.threshold, needs_pixels=False)
+    return run_saved(args, rows, images, read_vocabulary(args, rows))
+
+
+def run_saved(args: argparse.Namespace, rows: list[dict], images, vocabulary: Sequence[str]) -> list[dict]:
+    saved = SavedDetections(args.detections, args.categories, args.detections_source)
+    predictions = run_detector(saved, rows, images, vocabulary, args.threshold, needs_pixels=False)
+    saved.check_matched()
+    return predictions

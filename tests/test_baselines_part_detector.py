@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from baselines.cli import main
-from baselines.part_detector import (Instance, SavedDetections, co_segment, run_detector, vocabulary_from_rows)
+from baselines.part_detector import (Instance, SavedDetections, co_segment, merge, run_detector,
+                                    vocabulary_from_rows)
 from mixedparts import markup, masks
 from mixedparts.build.options import BuildOptions
 from mixedparts.metrics.cli import main as eval_main
@@ -189,3 +190,59 @@ def test_vlpart_cli_with_saved_ground_truth_object_detections(dataset, tmp_path)
             checked += 1
     assert checked
     assert eval_main([str(out), "--data", str(dataset), "--split", "test", "--json", str(tmp_path / "e.json")]) == 0
+
+
+def two_sources_row() -> dict:
+    """Image 1 of PartImageNet's test split beside image 1 of ADE20K-Part-234's validation split."""
+    return {"sample_id": "s-two", "task": "common_parts", "source": "mixed",
+            "images": [{"image_id": "partimagenet:test:1", "file_name": "n02085620_1.JPEG", "height": H, "width": W},
+                       {"image_id": "ade20k_part234:validation:1", "file_name": "ADE_val_00000001.jpg",
+                        "height": H, "width": W}],
+            "objects": [{"image_index": 0, "category": "dog"}, {"image_index": 1, "category": "dog"}],
+            "segments": []}
+
+
+def test_saved_detections_are_looked_up_by_their_source_qualified_image_id(tmp_path):
+    """A COCO results file of PartImageNet's test split, numbered as PartImageNet numbers its images: its image 1
+    is not ADE20K's image 1."""
+    (tmp_path / "categories.txt").write_text("dog\ndog:head\n")
+    results = [{"image_id": 1, "category_id": 1, "score": 0.9, "segmentation": masks.encode(box(0, 6, 0, 8))},
+               {"image_id": 1, "category_id": 2, "score": 0.9, "segmentation": masks.encode(box(0, 2, 0, 3))}]
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    r = two_sources_row()
+    with pytest.raises(Exception, match="--detections-source"):  # a bare number names no image by itself
+        SavedDetections(tmp_path / "results.json", tmp_path / "categories.txt")
+    saved = SavedDetections(tmp_path / "results.json", tmp_path / "categories.txt", source="partimagenet:test")
+    found = [saved.detect(None, info, ["dog", "dog:head"]) for info in r["images"]]
+    assert [len(f) for f in found] == [2, 0]
+    prediction = co_segment(r, found, 0.7, ["dog", "dog:head"])
+    assert [(s["label"], s["image_index"]) for s in prediction["segments"]] == [("dog", 0)]  # no common head
+    saved.check_matched()
+    other = SavedDetections(tmp_path / "results.json", tmp_path / "categories.txt", source="paco_lvis:test")
+    for info in r["images"]:
+        assert other.detect(None, info, ["dog"]) == []
+    with pytest.raises(Exception, match="none of its 1 images"):
+        other.check_matched()
+
+
+def test_partimagenet_labels_without_a_colon_are_parts():
+    vocabulary = ["quadruped", "quadruped:head", "quadruped:tail"]
+    objects, parts = merge([Instance("Quadruped Head", 0.9, box(0, 2, 0, 2)),
+                            Instance("Quadruped Foot", 0.9, box(4, 6, 0, 2)),
+                            Instance("Car Side Mirror", 0.9, box(0, 1, 6, 8)),
+                            Instance("quadruped", 0.9, box(0, 6, 0, 8))], 0.7, vocabulary)
+    assert sorted(objects) == ["quadruped"]
+    assert sorted(parts) == ["foot", "head", "side mirror"]
+
+
+def test_coco_categories_with_a_supercategory_name_parts(tmp_path):
+    """PartImageNet's own categories file: {"name": "Quadruped Head", "supercategory": "Quadruped"}."""
+    categories = [{"id": 1, "name": "Quadruped Head", "supercategory": "Quadruped"},
+                  {"id": 2, "name": "Car Tier", "supercategory": "Car"}]
+    results = [{"image_id": "partimagenet:test:1", "category_id": c, "score": 0.9,
+                "segmentation": masks.encode(box(0, 2, 0, 2))} for c in (1, 2)]
+    (tmp_path / "categories.json").write_text(json.dumps({"categories": categories}))
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    saved = SavedDetections(tmp_path / "results.json", tmp_path / "categories.json")
+    labels = [x.label for x in saved.detect(None, two_sources_row()["images"][0], [])]
+    assert labels == ["quadruped:head", "car:tire"]

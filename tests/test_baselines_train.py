@@ -50,6 +50,8 @@ def initial_model(config: dict):
 def test_train_lisa_recipe_resume_then_predict_and_score(dataset, tmp_path, capsys):
     out = tmp_path / "lisa-run"
     assert main(["train", "lisa", "--data", str(dataset), "--out", str(out), *tiny_settings(2)]) == 0
+    summary = next(line for line in capsys.readouterr().out.splitlines() if "trainable parameters" in line)
+    assert summary.startswith("Multi-Image LISA trainable parameters: ") and "Calico" not in summary
     assert (out / "checkpoints" / "step-2" / TRAINED_FILE).is_file()  # calico-train's checkpoint layout
     config = json.loads((out / "train_config.json").read_text())
     assert config["model"]["system"] == "lisa" and config["train"]["betas"] == [0.9, 0.95]
