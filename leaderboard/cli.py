@@ -1,5 +1,6 @@
 """``mixedparts-leaderboard``: run the leaderboard server and its workers, manage teams, submit, print the table.
 
+    mixedparts-leaderboard admin --db URL init
     mixedparts-leaderboard serve --gt GT_FILE --db URL [--host 127.0.0.1 --port 8000]
     mixedparts-leaderboard admin --db URL create-team NAME
     mixedparts-leaderboard submit predictions.json --server URL --token T --model NAME [--url URL]
@@ -26,7 +27,10 @@ The MixedParts leaderboard: submissions scored on a hidden ground truth with exa
 default metric variant of mixedparts-eval. `serve` runs the web application (table, per-task views,
 plot, JSON API, authenticated uploads) and its scoring workers on a database (an SQLite file by
 default, or any SQLAlchemy URL such as postgresql://user:pass@host/db); `admin` creates team tokens;
-`submit` and `table` are the client; `--local DB` scores and records offline, without a server."""
+`submit` and `table` are the client; `--local DB` scores and records offline, without a server.
+A database is made only on request (`admin init`, or `serve --create`): every other command refuses
+one that does not exist, so a mistyped --db cannot start an empty board. Operations guide:
+docs/leaderboard.md."""
 
 
 def _db_argument(parser, required_text="the database: an SQLite file path or a SQLAlchemy URL "
@@ -48,6 +52,9 @@ def _worker_arguments(parser) -> None:
     parser.add_argument("--score-workers", type=positive_int, default=1, metavar="N",
                         help="processes scoring the units of one submission, as mixedparts-eval --workers "
                         "(default: 1)")
+    parser.add_argument("--scorer-memory-mb", type=non_negative_int, default=8192, metavar="MB",
+                        help="address-space limit of each scorer process; a file that needs more is rejected as "
+                        "too large (default: 8192; 0: no limit; the loaded scorer itself maps about 2600)")
     parser.add_argument("--torch-threads", type=non_negative_int, default=1, metavar="N",
                         help="torch threads of each scorer's text model; 0: torch's default (default: 1, the "
                         "fastest for the short labels it embeds; run more workers for throughput)")
@@ -64,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--gt", required=True, metavar="FILE", help="the hidden ground-truth file (mixedparts-gt/1, "
                        "written by `mixedparts export-gt`); never served")
     _db_argument(serve)
+    serve.add_argument("--create", action="store_true",
+                       help="create the database if it does not exist (default: refuse, as a mistyped --db would "
+                       "otherwise start an empty board)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0: every interface)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     serve.add_argument("--workers", type=non_negative_int, default=1,
@@ -87,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin = commands.add_parser("admin", help="manage teams, tokens and rows")
     _db_argument(admin)
     actions = admin.add_subparsers(dest="action", metavar="ACTION")
+    actions.add_parser("init", help="create the database and its tables (the other commands refuse a missing one)")
     create = actions.add_parser("create-team", help="create a team and print its token (shown once)")
     create.add_argument("name")
     create.add_argument("--daily-quota", type=non_negative_int, metavar="N",
@@ -150,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     if args.command == "admin" and not args.action:
-        print("error: admin needs an action: create-team, list-teams, disable-team, enable-team, rotate-token, "
+        print("error: admin needs an action: init, create-team, list-teams, disable-team, enable-team, rotate-token, "
               "set-quota, hide, unhide or show (see mixedparts-leaderboard admin --help)", file=sys.stderr)
         return 2
     return run_guarded(handlers[args.command], args)
@@ -164,7 +175,7 @@ def _worker_settings(args):
 
     return WorkerSettings(scoring_timeout=args.scoring_timeout, lease=args.lease, poll=args.poll,
                           max_attempts=args.max_attempts, score_workers=args.score_workers,
-                          torch_threads=args.torch_threads or None)
+                          torch_threads=args.torch_threads or None, memory_mb=args.scorer_memory_mb or None)
 
 
 def _check_gt(path: str) -> dict:
@@ -182,7 +193,7 @@ def _worker(args) -> int:
     from leaderboard.worker import Worker
 
     _check_gt(args.gt)
-    db = Database(args.db).create()
+    db = Database(args.db).open()
     worker = Worker(db, args.gt, _worker_settings(args))
     if args.exit_with_parent:  # started by `serve`: a server that dies (even by SIGKILL) takes its workers along
         import threading
@@ -214,7 +225,7 @@ def _serve(args) -> int:
 
     gt = str(Path(args.gt).resolve())
     info = _check_gt(gt)
-    db = Database(args.db).create()
+    db = Database(args.db).create() if args.create else Database(args.db).open()
     config = AppConfig(db_url=db.url, ground_truth=info, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
                        daily_quota=args.daily_quota or None, title=args.title)
     app = create_app(config, db)
@@ -222,15 +233,25 @@ def _serve(args) -> int:
     command = [sys.executable, "-m", "leaderboard", "worker", "--gt", gt, "--exit-with-parent",
                "--scoring-timeout", str(args.scoring_timeout), "--lease", str(args.lease), "--poll", str(args.poll),
                "--max-attempts", str(args.max_attempts), "--score-workers", str(args.score_workers),
-               "--torch-threads", str(args.torch_threads)]
+               "--torch-threads", str(args.torch_threads), "--scorer-memory-mb", str(args.scorer_memory_mb)]
     environment = {**os.environ, DB_ENV: db.url}  # the URL (and its password) stays off the command line
     workers: list = [None] * args.workers
     stopping = threading.Event()
 
     def supervise():
-        """Start the workers, and start again any that exits while the server runs."""
+        """Start the workers, and start again any that exits while the server runs; say loudly when the
+        database file is gone (uploads are refused with 503 from then on)."""
+        from leaderboard.db import DatabaseGone
+
+        told = False
         while not stopping.is_set():
-            for i, process in enumerate(workers):
+            try:
+                db.check_present()
+            except DatabaseGone as error:
+                if not told:
+                    print(f"error: {error}", file=sys.stderr, flush=True)
+                told = True
+            for i, process in enumerate(workers):  # (none with --workers 0)
                 if process is None or process.poll() is not None:
                     if process is not None:
                         print(f"worker {i} exited with code {process.returncode}; starting it again",
@@ -239,8 +260,7 @@ def _serve(args) -> int:
             stopping.wait(2.0)
 
     supervisor = threading.Thread(target=supervise, daemon=True, name="worker-supervisor")
-    if args.workers:
-        supervisor.start()
+    supervisor.start()
     print(f"leaderboard on http://{args.host}:{args.port}/ — database {redacted(db.url)}; ground truth: split "
           f"{info['split']!r}, {info['samples']} samples, sha256 {info['sha256'][:16]}; {args.workers} scoring "
           f"worker(s)", file=sys.stderr, flush=True)
@@ -282,8 +302,16 @@ def _admin(args) -> int:
     from leaderboard import store
     from leaderboard.db import Database
 
-    db = Database(args.db).create()
     action = args.action
+    if action == "init":
+        from leaderboard.db import redacted
+
+        db = Database(args.db)
+        existed = db.file is not None and db.file.is_file()
+        db.create()
+        print(f"{'checked' if existed else 'created'} the leaderboard database {redacted(db.url)}")
+        return 0
+    db = Database(args.db).open()
     if action == "create-team":
         token = store.create_team(db, args.name, args.daily_quota)
         print(f"created team {args.name!r}; its token (shown once, keep it secret):", file=sys.stderr)
@@ -342,7 +370,7 @@ def _submit(args) -> int:
     if not args.server:
         raise MixedPartsError("pass --server URL (or --local DB --gt FILE to score offline)")
     token = _token(args)
-    store.check_name(args.model, "--model", store.MODEL_NAME_MAX)
+    store.check_model_name(args.model)
     store.check_url(args.url)
     if not path.is_file():
         raise MixedPartsError(f"{path}: no such file")
@@ -419,9 +447,7 @@ def _table(args) -> int:
         from leaderboard import store
         from leaderboard.db import Database
 
-        if "://" not in args.local and not Path(args.local).is_file():
-            raise MixedPartsError(f"{args.local}: no such database file")
-        db = Database(args.local).create()
+        db = Database(args.local).open()
         table = build_table(store.scored_rows(db), args.task, args.sort, args.order, not args.no_paper)
     sys.stdout.write(format_table(table, args.format))
     return 0

@@ -40,6 +40,11 @@ figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 code, pre { background: #f6f6f6; padding: .1rem .3rem; border-radius: .2rem; }
 pre { padding: .6rem; overflow-x: auto; }
 .error { color: #a00; }
+form.upload { display: grid; grid-template-columns: max-content minmax(12rem, 28rem); gap: .4rem .8rem;
+              align-items: center; margin: 1rem 0; }
+form.upload button { grid-column: 2; justify-self: start; padding: .3rem 1rem; }
+#upload-status { grid-column: 1 / span 2; min-height: 1.4em; }
+.dup { background: #6b6b6b; }
 """
 
 JS = """\
@@ -69,9 +74,15 @@ JS = """\
       if (order === "desc") { c = -c; }
       return c !== 0 ? c : a.getAttribute("data-position") - b.getAttribute("data-position");
     });
+    var previous = null;
     rows.forEach(function (row, i) {
       tbody.appendChild(row);
-      row.cells[0].textContent = String(i + 1);
+      // equal values share a rank (1, 2, 2, 4), as the server ranks them
+      var value = cellValue(row, index, type);
+      var rank = (i > 0 && value === previous) ? rows[i - 1].cells[0].textContent : String(i + 1);
+      row.cells[0].textContent = rank;
+      row.cells[0].setAttribute("data-value", rank);
+      previous = value;
     });
     headers.forEach(function (h) { h.removeAttribute("aria-sort"); });
     th.setAttribute("aria-sort", order === "asc" ? "ascending" : "descending");
@@ -89,6 +100,56 @@ JS = """\
       else { order = th.getAttribute("data-type") === "number" ? "desc" : "asc"; }
       sortBy(th, order);
     });
+  });
+})();
+
+// The upload form: the token goes in the Authorization header (the server authorises an upload from
+// its headers before reading its body), then the submission's status is polled until it is scored.
+(function () {
+  "use strict";
+  var form = document.getElementById("upload-form");
+  if (!form) { return; }
+  var status = document.getElementById("upload-status");
+  function say(text, isError) {
+    status.textContent = text;
+    status.className = isError ? "error" : "muted";
+  }
+  function poll(url, token, id) {
+    fetch(url, {headers: {"Authorization": "Bearer " + token}}).then(function (response) {
+      return response.json().then(function (body) { return {ok: response.ok, body: body}; });
+    }).then(function (answer) {
+      if (!answer.ok) { say("error: " + (answer.body.detail || "status check failed"), true); return; }
+      var state = answer.body.status;
+      if (state === "scored") {
+        say("submission " + id + " scored; reloading the table");
+        window.setTimeout(function () { window.location.reload(); }, 300);
+      } else if (state === "rejected") {
+        say("submission " + id + " rejected: " + answer.body.message, true);
+      } else {
+        say("submission " + id + ": " + state + "…");
+        window.setTimeout(function () { poll(url, token, id); }, 1000);
+      }
+    }).catch(function (error) { say("error: " + error, true); });
+  }
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var token = form.elements.token.value.trim();
+    if (!token) { say("error: the team token is required", true); return; }
+    var data = new FormData();
+    data.append("file", form.elements.file.files[0]);
+    data.append("model", form.elements.model.value);
+    if (form.elements.url.value.trim()) { data.append("url", form.elements.url.value.trim()); }
+    say("uploading…");
+    fetch(form.getAttribute("action"), {method: "POST", body: data,
+                                        headers: {"Authorization": "Bearer " + token}}).then(function (response) {
+      return response.json().then(function (body) { return {ok: response.ok, code: response.status, body: body}; });
+    }).then(function (answer) {
+      if (!answer.ok) { say("error: HTTP " + answer.code + ": " + (answer.body.detail || "refused"), true); return; }
+      var left = answer.body.quota && answer.body.quota.remaining;
+      say("uploaded as submission " + answer.body.id + (left === null || left === undefined ? "" :
+          " (" + left + " left today)") + "; waiting for its score…");
+      poll(answer.body.status_url, token, answer.body.id);
+    }).catch(function (error) { say("error: " + error, true); });
   });
 })();
 """
@@ -124,10 +185,13 @@ def _query(**params) -> str:
     return "?" + urlencode({k: v for k, v in params.items() if v is not None})
 
 
-def table_page(table: dict, site_title: str, ground_truth: dict, include_paper: bool = True) -> str:
+def table_page(table: dict, site_title: str, ground_truth: dict, include_paper: bool = True,
+               max_upload_bytes: int | None = None) -> str:
     task, sort, order = table["task"], table["sort"], table["order"]
+    every = table.get("view") == "all submissions"
+    all_flag = 1 if every else None
     tabs = " ".join(
-        f'<a href="{e(_query(task=view, sort=sort, order=order))}"'
+        f'<a href="{e(_query(task=view, sort=sort, order=order, all=all_flag))}"'
         f'{" class=current aria-current=page" if view == task else ""}>{e(TASK_TITLES[view])}</a>'
         for view in TASK_VIEWS)
     columns = [("model", "Model", "text"), ("team", "Team", "text"),
@@ -142,7 +206,7 @@ def table_page(table: dict, site_title: str, ground_truth: dict, include_paper: 
         if sortable:
             next_order = ("asc" if order == "desc" else "desc") if key == sort else ("desc" if kind == "number"
                                                                                    else "asc")
-            inner = f'<a href="{e(_query(task=task, sort=key, order=next_order))}">{e(label)}</a>'
+            inner = f'<a href="{e(_query(task=task, sort=key, order=next_order, all=all_flag))}">{e(label)}</a>'
         else:
             inner = e(label)
         head.append(f'<th scope="col"{css}{attrs}>{inner}</th>')
@@ -155,6 +219,11 @@ def table_page(table: dict, site_title: str, ground_truth: dict, include_paper: 
         link = (f' <a href="{e(row["url"])}" rel="nofollow noopener noreferrer" class="muted">'
                 f'{"paper" if paper else "link"}</a>' if row.get("url") else "")
         badge = f' <span class="badge">{e(row["note"])}</span>' if paper else ""
+        if row.get("duplicate_of"):
+            badge += (f' <span class="badge dup" title="the same file (sha256) as submission {int(row["duplicate_of"])}">'
+                      f'same file as #{int(row["duplicate_of"])}</span>')
+        if not every and (row.get("submissions") or 1) > 1:
+            badge += f' <span class="muted">best of {int(row["submissions"])}</span>'
         cells = [f'<td class="num" data-value="{row["rank"]}">{row["rank"]}</td>',
                  f'<td data-value="{e(row["model"])}">{name}{link}{badge}</td>',
                  f'<td data-value="{e(row["team"])}">{e(row["team"])}</td>']
@@ -171,9 +240,15 @@ def table_page(table: dict, site_title: str, ground_truth: dict, include_paper: 
         body_rows.append(f'<tr class="{kind}"{data_id}>{"".join(cells)}</tr>')
     if not body_rows:
         body_rows.append(f'<tr><td colspan="{len(columns) + 1}" class="muted">No scored submission yet.</td></tr>')
-    paper_toggle = (f'<a href="{e(_query(task=task, sort=sort, order=order, paper=0))}">hide the paper\'s rows</a>'
-                    if include_paper else
-                    f'<a href="{e(_query(task=task, sort=sort, order=order))}">show the paper\'s rows</a>')
+    paper_toggle = (f'<a href="{e(_query(task=task, sort=sort, order=order, paper=0, all=all_flag))}">hide the '
+                    f'paper\'s rows</a>' if include_paper else
+                    f'<a href="{e(_query(task=task, sort=sort, order=order, all=all_flag))}">show the paper\'s rows</a>')
+    view_toggle = (f'<a id="view-toggle" href="{e(_query(task=task, sort=sort, order=order, paper=None if include_paper else 0))}">'
+                   f'each team\'s best per model</a>' if every else
+                   f'<a id="view-toggle" href="{e(_query(task=task, sort=sort, order=order, paper=None if include_paper else 0, all=1))}">'
+                   f'all submissions</a>')
+    view_note = ("Showing every scored submission." if every else
+                 "Showing each team's best submission per model (by mIoU, then AP50).")
     gt = ground_truth or {}
     variant = "; ".join(f"{k}: {v}" for k, v in default_variant().items())
     plot_query = _query(task=task, sort=sort, order=order, paper=None if include_paper else 0)
@@ -185,6 +260,7 @@ def table_page(table: dict, site_title: str, ground_truth: dict, include_paper: 
 <code>mixedparts-eval</code>. Scores are percent; each metric is computed per task and the headline is the
 unweighted mean of the three tasks.</p>
 <nav class="tasks" aria-label="task">{tabs}</nav>
+<p class="muted">{e(view_note)} Show {view_toggle}. Equal scores share a rank.</p>
 <table id="leaderboard" data-sort="{e(sort)}" data-order="{e(order)}">
 <caption class="muted">{e(table["task_title"])} — click a column to sort</caption>
 <thead><tr>{"".join(head)}</tr></thead>
@@ -200,6 +276,21 @@ published per-task rows. {paper_toggle}.</p>
 <figcaption class="muted">The top entries of this view by {e(sort)}.</figcaption>
 </figure>
 <h2>Submit</h2>
+<form id="upload-form" class="upload" method="post" action="/api/submissions" enctype="multipart/form-data">
+<label for="upload-token">Team token</label>
+<input id="upload-token" name="token" type="password" autocomplete="off" required placeholder="mpl_…">
+<label for="upload-file">Predictions file</label>
+<input id="upload-file" name="file" type="file" accept=".json,.jsonl,application/json" required>
+<label for="upload-model">Model name</label>
+<input id="upload-model" name="model" type="text" maxlength="100" required>
+<label for="upload-url">Paper or code URL</label>
+<input id="upload-url" name="url" type="url" maxlength="500" placeholder="https://… (optional)">
+<button type="submit">Upload</button>
+<p id="upload-status" class="muted" role="status" aria-live="polite">{e(_limits_text(max_upload_bytes))}</p>
+</form>
+<noscript><p class="muted">The form needs JavaScript (it sends the token as a header); without it, use the
+command line below.</p></noscript>
+<p class="muted">From the command line:</p>
 <pre>mixedparts-leaderboard submit predictions.json --server URL --token TEAM_TOKEN \\
     --model "my model" --url https://…</pre>
 <p class="muted">The table as JSON: <a href="/api/table{e(_query(task=task, sort=sort, order=order))}">/api/table</a>;
@@ -207,6 +298,13 @@ as Markdown or CSV: <code>mixedparts-leaderboard table --server URL --format mar
 Default variant: {e(variant)}.</p>
 """
     return _page(site_title, body, site_title)
+
+
+def _limits_text(max_upload_bytes: int | None) -> str:
+    if not max_upload_bytes:
+        return ""
+    return (f"Files up to {max_upload_bytes / 2**20:g} MiB. The format is checked by the server; a malformed file "
+            f"still counts toward the daily quota, so check it first with mixedparts-eval.")
 
 
 def submission_page(submission: dict, site_title: str) -> str:

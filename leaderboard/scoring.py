@@ -10,6 +10,11 @@ Two scorers run it: :class:`ScorerProcess`, a child process that loads the groun
 SS text model once and is killed when a submission runs past the scoring timeout (what the worker
 uses), and :class:`InProcessScorer` (offline ``--local`` mode and tests). Nothing in an upload is
 ever executed: it is parsed as JSON and scored.
+
+The scorer child runs under an address-space limit (``RLIMIT_AS``, ``--scorer-memory-mb``): a file
+with millions of segments then fails with ``MemoryError`` inside the child and is rejected as too
+large (or, if the child dies of it, retried then rejected by the worker), instead of taking the
+machine's memory from the server and the other workers.
 """
 
 from __future__ import annotations
@@ -131,7 +136,26 @@ class InProcessScorer:
         pass
 
 
-def scorer_main(connection, gt_path: str, workers: int | None, torch_threads: int | None = 1) -> None:
+DEFAULT_MEMORY_MB = 8192
+"""The scorer's default address-space limit. The loaded scorer (torch, the text model, a small ground
+truth) maps about 2.6 GB of address space here, of which about 0.6 GB is resident."""
+
+
+def limit_memory(megabytes: int | None) -> None:
+    """Cap this process's address space (and its children's) at ``megabytes``; None or 0: no cap."""
+    if not megabytes:
+        return
+    import resource
+
+    limit = int(megabytes) * 1024 * 1024
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def scorer_main(connection, gt_path: str, workers: int | None, torch_threads: int | None = 1,
+                memory_mb: int | None = DEFAULT_MEMORY_MB) -> None:
     """The scorer child: load the ground truth and the text model once, then score job after job.
 
     ``torch_threads``: torch's intra-op threads for the text model (None: torch's default). One is
@@ -143,6 +167,7 @@ def scorer_main(connection, gt_path: str, workers: int | None, torch_threads: in
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     _exit_with_parent()
     try:
+        limit_memory(memory_mb)
         if torch_threads:
             import torch
 
@@ -193,10 +218,11 @@ class ScorerProcess:
     """
 
     def __init__(self, gt_path: str | os.PathLike, workers: int | None = 1, startup_timeout: float = 600,
-                 target=scorer_main, torch_threads: int | None = 1):
+                 target=scorer_main, torch_threads: int | None = 1, memory_mb: int | None = DEFAULT_MEMORY_MB):
         self.gt_path = str(gt_path)
         self.workers = workers
         self.torch_threads = torch_threads
+        self.memory_mb = memory_mb
         self.startup_timeout = startup_timeout
         self.target = target
         self.process = None
@@ -209,7 +235,8 @@ class ScorerProcess:
         context = multiprocessing.get_context("spawn")
         parent_end, child_end = context.Pipe()
         self.process = context.Process(target=self.target,
-                                       args=(child_end, self.gt_path, self.workers, self.torch_threads),
+                                       args=(child_end, self.gt_path, self.workers, self.torch_threads,
+                                             self.memory_mb),
                                        daemon=True, name="mixedparts-scorer")
         self.process.start()
         child_end.close()

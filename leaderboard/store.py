@@ -10,6 +10,9 @@ The life of a submission, and who moves it:
 - A worker renews its lease while it scores; finishing is one conditional ``UPDATE ... WHERE
   status = 'scoring' AND lease_owner = me`` in the same transaction as the ``scored`` event: a
   submission is recorded as scored exactly once, however often it was (re)started.
+- The queue is served per team, round robin: the next claim goes to the oldest waiting submission
+  of the team whose latest scoring started longest ago (teams never scored first), so a team that
+  uploads many (or heavy) files delays its own submissions, not everybody's.
 - A worker that stops cleanly hands its submission back (``released``); one that crashes leaves it
   to the lease. After ``max_attempts`` claims that never finished, the submission is rejected rather
   than retried forever (a file that kills the scorer every time).
@@ -20,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import unicodedata
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,10 +34,17 @@ from sqlalchemy.exc import IntegrityError
 from leaderboard.db import Database
 from leaderboard.models import (MODEL_NAME_MAX, QUEUED, REJECTED, SCORED, SCORING, TEAM_NAME_MAX, URL_MAX, Event,
                                 Submission, SubmissionFile, Team, utcnow)
+from leaderboard.paper import PAPER_ROWS, PAPER_SOURCE
 from mixedparts.errors import MixedPartsError
 
 TOKEN_PREFIX = "mpl_"
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# Zero-width and other invisible characters: two names that look the same must be the same name.
+INVISIBLE_CHARACTERS = re.compile(r"[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180e\u200b-\u200f"
+                                  r"\u2060-\u2064\u206a-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]")
+MAX_ID = 2**31 - 1
+"""Ids are 32-bit integer columns (PostgreSQL's ``integer``): a larger one names no submission."""
+PAGE_MAX = 500
 SAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 CLIENT_KEY = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
@@ -67,7 +78,33 @@ def check_name(value: str, what: str, limit: int) -> str:
         raise StoreError(f"{what} is longer than {limit} characters")
     if CONTROL_CHARACTERS.search(value):
         raise StoreError(f"{what} contains control characters")
+    if INVISIBLE_CHARACTERS.search(value):
+        raise StoreError(f"{what} contains invisible characters (zero-width spaces, joiners, marks or the like)")
     return value
+
+
+def name_key(value: str) -> str:
+    """What a name looks like, for comparing names: compatibility forms folded, case and spacing ignored."""
+    return " ".join(unicodedata.normalize("NFKC", value).casefold().split())
+
+
+RESERVED_MODEL_NAMES = {name_key(row["model"]) for row in PAPER_ROWS}
+RESERVED_TEAM_NAMES = {name_key(PAPER_SOURCE)}
+
+
+def check_model_name(value: str) -> str:
+    """A submission's model name; the paper's row names are taken (a submission must not pass for them)."""
+    value = check_name(value, "the model name", MODEL_NAME_MAX)
+    if name_key(value) in RESERVED_MODEL_NAMES:
+        raise StoreError(f"the model name {value!r} is the name of a row reported in the Calico paper; name your "
+                         f"entry so that it cannot be taken for that row (e.g. {value + ' (reproduced)'!r})")
+    return value
+
+
+def check_id(submission_id: int) -> int:
+    if not 1 <= submission_id <= MAX_ID:
+        raise StoreError(f"no submission {submission_id}", 404)
+    return submission_id
 
 
 def check_url(value: str | None) -> str | None:
@@ -100,6 +137,8 @@ def safe_filename(name: str | None) -> str:
 def create_team(db: Database, name: str, daily_quota: int | None = None) -> str:
     """Create a team; return its token (shown once: only its hash is stored)."""
     name = check_name(name, "the team name", TEAM_NAME_MAX)
+    if name_key(name) in RESERVED_TEAM_NAMES:
+        raise StoreError(f"the team name {name!r} is how the table marks the paper's reported rows", 409)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     try:
         with db.session() as session:
@@ -220,6 +259,26 @@ def day_start(now: datetime) -> datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def quota_status(db: Database, team: TeamRef, default_quota: int | None, now: datetime | None = None) -> dict:
+    """The team's submissions today (UTC) against its quota: ``remaining`` is None when there is no limit."""
+    now = now or utcnow()
+    quota = team.daily_quota if team.daily_quota is not None else default_quota
+    with db.read() as session:
+        used = session.scalar(select(func.count()).select_from(Submission).where(
+            Submission.team_id == team.id, Submission.created_at >= day_start(now)))
+    reset = day_start(now) + timedelta(days=1)
+    return {"daily_quota": quota, "used_today": used, "remaining": None if quota is None else max(0, quota - used),
+            "resets_at": reset.isoformat(timespec="seconds") + "Z"}
+
+
+def quota_error(team: TeamRef, quota: dict, now: datetime | None = None) -> StoreError:
+    now = now or utcnow()
+    reset = day_start(now) + timedelta(days=1)
+    return StoreError(f"daily quota reached: team {team.name!r} has made {quota['used_today']} of its "
+                      f"{quota['daily_quota']} submissions for {now:%Y-%m-%d} (UTC); the quota resets at 00:00 UTC",
+                      429, {"Retry-After": str(max(1, int((reset - now).total_seconds())))})
+
+
 def create_submission(db: Database, team: TeamRef, model: str, url: str | None, upload: Upload, *,
                       daily_quota: int | None = None, client_key: str | None = None,
                       now: datetime | None = None) -> tuple[int, bool]:
@@ -229,7 +288,7 @@ def create_submission(db: Database, team: TeamRef, model: str, url: str | None, 
     submissions per UTC day, every upload counted. A ``client_key`` seen before for this team
     returns the earlier submission with ``created`` False (a retried upload is not a new one).
     """
-    model = check_name(model, "the model name", MODEL_NAME_MAX)
+    model = check_model_name(model)
     url = check_url(url)
     if client_key is not None and not CLIENT_KEY.match(client_key):
         raise StoreError("the idempotency key must be 8 to 64 characters from [A-Za-z0-9_-]")
@@ -248,10 +307,7 @@ def create_submission(db: Database, team: TeamRef, model: str, url: str | None, 
                 used = session.scalar(select(func.count()).select_from(Submission).where(
                     Submission.team_id == team.id, Submission.created_at >= day_start(now)))
                 if used >= quota:
-                    reset = day_start(now) + timedelta(days=1)
-                    raise StoreError(f"daily quota reached: team {team.name!r} has made {used} of its {quota} "
-                                     f"submissions for {now:%Y-%m-%d} (UTC); the quota resets at 00:00 UTC", 429,
-                                     {"Retry-After": str(max(1, int((reset - now).total_seconds())))})
+                    raise quota_error(team, {"used_today": used, "daily_quota": quota}, now)
             submission = Submission(team_id=team.id, model=model, url=url, filename=upload.filename,
                                     size=upload.size, sha256=upload.sha256, client_key=client_key, status=QUEUED,
                                     created_at=now, attempts=0)
@@ -276,6 +332,7 @@ def _by_client_key(db: Database, team_id: int, client_key: str) -> int | None:
 
 
 def read_file(db: Database, submission_id: int) -> bytes:
+    check_id(submission_id)
     with db.read() as session:
         stored = session.get(SubmissionFile, submission_id)
         if stored is None:
@@ -301,15 +358,28 @@ def _claimable(now: datetime):
     return (Submission.status == QUEUED) | ((Submission.status == SCORING) & (Submission.lease_expires < now))
 
 
+def _round_robin(session, now: datetime, limit: int = 8) -> list[int]:
+    """Claimable ids, one per team: each team's oldest, the team whose latest scoring began longest ago first."""
+    waiting = (select(Submission.team_id, func.min(Submission.id).label("first"))
+               .where(_claimable(now)).group_by(Submission.team_id).subquery())
+    latest = (select(Submission.team_id, func.max(Submission.started_at).label("started"))
+              .where(Submission.started_at.is_not(None)).group_by(Submission.team_id).subquery())
+    query = (select(waiting.c.first).outerjoin(latest, latest.c.team_id == waiting.c.team_id)
+             .order_by(latest.c.started.is_not(None), latest.c.started, waiting.c.first).limit(limit))
+    return list(session.scalars(query).all())
+
+
 def claim(db: Database, worker: str, lease_s: float, submission_id: int | None = None,
           now: datetime | None = None) -> Claim | None:
-    """Take the oldest claimable submission (or ``submission_id``) for ``worker``; None when there is none."""
+    """Take the next claimable submission in round-robin order (or ``submission_id``) for ``worker``; None when
+    there is none."""
     now = now or utcnow()
     with db.read() as session:
-        query = select(Submission.id).where(_claimable(now))
         if submission_id is not None:
-            query = query.where(Submission.id == submission_id)
-        candidates = session.scalars(query.order_by(Submission.id).limit(8)).all()
+            candidates = session.scalars(select(Submission.id).where(_claimable(now),
+                                                                     Submission.id == submission_id)).all()
+        else:
+            candidates = _round_robin(session, now)
     for candidate in candidates:
         with db.session() as session:
             won = session.execute(
@@ -384,6 +454,7 @@ def record_lost(db: Database, submission_id: int, worker: str, detail: str) -> N
 
 def submission_status(db: Database, submission_id: int, team: TeamRef | None = None) -> dict:
     """A submission as the API shows it; with ``team``, only that team's submissions are found."""
+    check_id(submission_id)
     with db.read() as session:
         row = session.execute(select(Submission, Team.name).join(Team).where(Submission.id == submission_id)).first()
         if row is None or (team is not None and row.Submission.team_id != team.id):
@@ -395,11 +466,19 @@ def submission_status(db: Database, submission_id: int, team: TeamRef | None = N
         return submission_dict(row.Submission, row.name, queue_position=position)
 
 
-def team_submissions(db: Database, team: TeamRef, limit: int = 100) -> list[dict]:
+def team_submissions(db: Database, team: TeamRef, limit: int = 100, before: int | None = None) -> list[dict]:
+    """The team's submissions, newest first: ``limit`` of them with ids below ``before`` (the paging cursor)."""
     with db.read() as session:
-        rows = session.scalars(select(Submission).where(Submission.team_id == team.id)
-                               .order_by(Submission.id.desc()).limit(limit)).all()
+        query = select(Submission).where(Submission.team_id == team.id)
+        if before is not None:
+            query = query.where(Submission.id < min(before, MAX_ID + 1))
+        rows = session.scalars(query.order_by(Submission.id.desc()).limit(limit)).all()
         return [submission_dict(s, team.name) for s in rows]
+
+
+def team_submission_count(db: Database, team: TeamRef) -> int:
+    with db.read() as session:
+        return session.scalar(select(func.count()).select_from(Submission).where(Submission.team_id == team.id))
 
 
 def submission_dict(s: Submission, team_name: str, queue_position: int | None = None) -> dict:
@@ -427,10 +506,12 @@ def scored_rows(db: Database) -> list[dict]:
                                .order_by(Submission.id)).all()
         return [{"id": s.id, "team": name, "model": s.model, "url": s.url, "scores": s.scores or {},
                  "variant": s.variant or {}, "date": s.finished_at.strftime("%Y-%m-%d") if s.finished_at else "",
-                 "gt_sha256": s.gt_sha256} for s, name in rows]
+                 "gt_sha256": s.gt_sha256, "sha256": s.sha256} for s, name in rows]
 
 
 def events(db: Database, submission_id: int | None = None) -> list[dict]:
+    if submission_id is not None:
+        check_id(submission_id)
     with db.read() as session:
         query = select(Event).order_by(Event.id)
         if submission_id is not None:
@@ -446,6 +527,7 @@ def queue_counts(db: Database) -> dict:
 
 
 def set_hidden(db: Database, submission_id: int, hidden: bool) -> None:
+    check_id(submission_id)
     with db.session() as session:
         submission = session.get(Submission, submission_id)
         if submission is None:

@@ -2,6 +2,16 @@
 
 The JSON API returns :func:`build_table`'s dict; ``mixedparts-leaderboard table`` formats that same
 dict as Markdown, CSV or JSON, so what a paper's README embeds is exactly what the server shows.
+
+The table's rules:
+
+- By default each team shows its best submission per model name (best by the view's mIoU, then
+  AP50, then the earliest), with how many submissions it was chosen from; ``best_per_model=False``
+  lists every submission. The paper's rows are never filtered.
+- Rows whose scores are equal on the sort key share a rank (1, 2, 2, 4); rows without a value for
+  it come last and share the last rank.
+- A submission whose file (SHA-256) was already scored for an earlier submission carries
+  ``duplicate_of``, that earlier submission's id, whichever team posted it.
 """
 
 from __future__ import annotations
@@ -51,12 +61,26 @@ def check_view(task: str, sort: str, order: str) -> None:
 
 
 def build_table(submissions: list[dict], task: str = "mean", sort: str = DEFAULT_SORT, order: str = "desc",
-                include_paper: bool = True, ground_truth: dict | None = None) -> dict:
-    """The table for one view: one row per scored submission (plus the paper's rows that have this view)."""
+                include_paper: bool = True, ground_truth: dict | None = None, best_per_model: bool = True) -> dict:
+    """The table for one view: each team's best submission per model (or, with ``best_per_model=False``,
+    every scored submission), plus the paper's rows that have this view. ``submissions`` in id order."""
     check_view(task, sort, order)
     default = default_variant()
+    first_with_file: dict[str, int] = {}
+    duplicate_of: dict[int, int] = {}
+    for source in submissions:
+        digest, submission_id = source.get("sha256"), source.get("id")
+        if digest and submission_id is not None:
+            if digest in first_with_file:
+                duplicate_of[submission_id] = first_with_file[digest]
+            else:
+                first_with_file[digest] = submission_id
+    chosen = [s for s in submissions if s["scores"].get(task)]
+    group_sizes: dict[tuple, int] = {}
+    if best_per_model:
+        chosen, group_sizes = _best_per_model(chosen, task)
     rows = []
-    for source in [*submissions, *(paper_rows() if include_paper else [])]:
+    for source in [*chosen, *(paper_rows() if include_paper else [])]:
         scores = source["scores"].get(task)
         if not scores:
             continue
@@ -74,13 +98,53 @@ def build_table(submissions: list[dict], task: str = "mean", sort: str = DEFAULT
             "default_variant": (not paper) and (source.get("variant") or {}) == default,
             "date": source.get("date", ""),
             "note": source.get("note") or (None if not paper else PAPER_NOTE),
+            "sha256": None if paper else source.get("sha256"),
+            "duplicate_of": None if paper else duplicate_of.get(source.get("id")),
+            "submissions": None if paper else group_sizes.get(_model_key(source), 1),
         })
     sort_rows(rows, sort, order)
-    for rank, row in enumerate(rows, start=1):
-        row["rank"] = rank
+    assign_ranks(rows, sort)
     return {"format": TABLE_FORMAT, "task": task, "task_title": TASK_TITLES[task], "sort": sort, "order": order,
             "metrics": list(METRICS), "scale": "percent", "paper_note": PAPER_NOTE,
+            "view": "best per team and model" if best_per_model else "all submissions",
             "ground_truth": ground_truth, "rows": rows}
+
+
+def _model_key(source: dict) -> tuple:
+    from leaderboard.store import name_key
+
+    return source["team"], name_key(source["model"])
+
+
+def _best_per_model(submissions: list[dict], task: str) -> tuple[list[dict], dict[tuple, int]]:
+    """Each (team, model name) group's best submission on ``task``, and each group's size."""
+    def merit(source):
+        scores = source["scores"][task]
+        return tuple(-(_number(scores.get(m)) if _number(scores.get(m)) is not None else -math.inf)
+                     for m in ("mIoU", "AP50")) + (source.get("id") or 0,)
+
+    best: dict[tuple, dict] = {}
+    sizes: dict[tuple, int] = {}
+    for source in submissions:
+        key = _model_key(source)
+        sizes[key] = sizes.get(key, 0) + 1
+        if key not in best or merit(source) < merit(best[key]):
+            best[key] = source
+    kept = {id(source) for source in best.values()}
+    return [s for s in submissions if id(s) in kept], sizes
+
+
+def assign_ranks(rows: list[dict], key: str) -> None:
+    """Competition ranking of rows already sorted by ``key``: equal values share a rank (1, 2, 2, 4)."""
+    def comparable(row):
+        value = row.get(key)
+        if value is None:
+            return None
+        return round(float(value), 9) if key in METRICS else str(value).casefold()
+
+    for index, row in enumerate(rows):
+        same = index > 0 and comparable(row) == comparable(rows[index - 1])
+        row["rank"] = rows[index - 1]["rank"] if same else index + 1
 
 
 def sort_rows(rows: list[dict], key: str, order: str) -> None:
@@ -142,6 +206,8 @@ def to_markdown(table: dict) -> str:
         if row["kind"] == "paper":
             name += " †"
             paper = True
+        if row.get("duplicate_of"):
+            name += f" (same file as #{int(row['duplicate_of'])})"
         cells = [str(row["rank"]), name, _markdown_text(row["team"]), *[_cell(row[m]) for m in metrics],
                  _markdown_text(row["variant"]), _markdown_text(row["date"] or "")]
         lines.append("| " + " | ".join(cells) + " |")
@@ -162,10 +228,12 @@ def to_csv(table: dict) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     metrics = table["metrics"]
-    writer.writerow(["rank", "kind", "model", "team", *metrics, "samples", "variant", "date", "url", "note"])
+    writer.writerow(["rank", "kind", "model", "team", *metrics, "samples", "variant", "date", "url", "note",
+                     "duplicate_of"])
     for row in table["rows"]:
         writer.writerow([row["rank"], row["kind"], _csv_text(row["model"]), _csv_text(row["team"]),
                          *["" if row[m] is None else f"{row[m]:.2f}" for m in metrics],
                          "" if row.get("samples") is None else row["samples"], _csv_text(row["variant"]),
-                         row["date"], _csv_text(row.get("url")), row.get("note") or ""])
+                         row["date"], _csv_text(row.get("url")), row.get("note") or "",
+                         row.get("duplicate_of") or ""])
     return out.getvalue()

@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 
 from leaderboard import store
 from leaderboard.db import Database
-from leaderboard.scoring import Aborted, ScorerDied, ScorerProcess, ScoringTimeout
+from leaderboard.scoring import DEFAULT_MEMORY_MB, Aborted, ScorerDied, ScorerProcess, ScoringTimeout
 
 
 @dataclass
@@ -39,6 +39,8 @@ class WorkerSettings:
     """Processes scoring the units of one submission (mixedparts-eval --workers)."""
     torch_threads: int | None = 1
     """Torch threads of the scorer's text model (None: torch's default); see :func:`scoring.scorer_main`."""
+    memory_mb: int | None = DEFAULT_MEMORY_MB
+    """The scorer process's address-space limit in MiB (None: none); see :func:`scoring.limit_memory`."""
 
 
 class Worker:
@@ -48,7 +50,8 @@ class Worker:
         self.gt_path = Path(gt_path)
         self.settings = settings or WorkerSettings()
         self.scorer = scorer or ScorerProcess(self.gt_path, self.settings.score_workers,
-                                             torch_threads=self.settings.torch_threads)
+                                             torch_threads=self.settings.torch_threads,
+                                             memory_mb=self.settings.memory_mb)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.log = log or (lambda message: print(f"[worker {self.name}] {message}", file=sys.stderr, flush=True))
         self.before_scoring = before_scoring

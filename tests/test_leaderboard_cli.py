@@ -24,6 +24,8 @@ def run(args, capsys):
 
 def test_admin_commands(tmp_path, capsys):
     db = tmp_path / "lb.db"
+    code, out, _ = run(["admin", "--db", db, "init"], capsys)
+    assert code == 0 and out.startswith("created the leaderboard database")
     code, out, err = run(["admin", "--db", db, "create-team", "vision lab", "--daily-quota", "7"], capsys)
     assert code == 0 and out.strip().startswith("mpl_") and "shown once" in err
     token = out.strip()
@@ -105,7 +107,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     code, _, err = run(["submit", oracle, "--local", tmp_path / "x.db", "--model", "m"], capsys)
     assert code == 2 and "--gt" in err
     code, _, err = run(["table", "--local", tmp_path / "nothing.db"], capsys)
-    assert code == 2 and "no such database file" in err
+    assert code == 2 and "no such leaderboard database" in err and "admin" in err and "init" in err
     code, _, err = run(["table"], capsys)
     assert code == 2
     assert run([], capsys)[0] == 2
@@ -129,3 +131,23 @@ def test_export_gt_writes_the_file_the_server_reads(tmp_path, capsys):
 
     with pytest.raises(MixedPartsError, match="no split"):
         export_gt.run(parser.parse_args(["--data", str(dataset), "--split", "val", "--out", str(out)]))
+
+
+def test_no_command_creates_a_database_it_was_not_asked_to_create(tmp_path, capsys):
+    """A mistyped --db must not start an empty board: only `admin init` and `serve --create` make one."""
+    gt, _ = make_gt(tmp_path)
+    typo = tmp_path / "no-such-folder" / "leaderbaord.db"
+    for args in (["serve", "--gt", gt, "--db", typo, "--workers", "0"], ["worker", "--gt", gt, "--db", typo, "--once"],
+                 ["admin", "--db", typo, "create-team", "x"], ["admin", "--db", typo, "list-teams"],
+                 ["table", "--local", typo]):
+        code, _, err = run(args, capsys)
+        assert code == 2 and err.count("\n") == 1 and "no such leaderboard database" in err, (args, err)
+        assert not typo.parent.exists(), args
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")  # a file, but no leaderboard in it
+    code, _, err = run(["admin", "--db", empty, "list-teams"], capsys)
+    assert code == 2 and "holds no leaderboard" in err
+    assert run(["admin", "--db", typo, "init"], capsys)[0] == 0 and typo.is_file()
+    code, out, _ = run(["admin", "--db", typo, "init"], capsys)
+    assert code == 0 and out.startswith("checked")  # idempotent
+    assert run(["admin", "--db", typo, "list-teams"], capsys)[0] == 0
