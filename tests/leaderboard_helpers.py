@@ -77,6 +77,17 @@ def crashing_scorer_main(connection, gt_path, *_options):
     os._exit(137)
 
 
+def limit_reporting_scorer_main(connection, gt_path, workers, torch_threads, memory_mb):
+    """Ready at once, reporting the address-space limit it runs under (set as the real scorer sets it)."""
+    import resource
+
+    from leaderboard.scoring import limit_memory
+
+    limit_memory(memory_mb)
+    connection.send({"status": "ready", "rlimit_as": resource.getrlimit(resource.RLIMIT_AS)[0]})
+    connection.recv()
+
+
 # ---------------------------------------------------------------- a real server on loopback
 
 
