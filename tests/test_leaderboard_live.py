@@ -3,7 +3,12 @@
 - 50 concurrent uploads (one burst, 127.0.0.1 only): all recorded and scored once, none lost or duplicated;
 - the command-line client: submit (scored, rejected by the server, refused locally), status, table;
 - headless Chromium (Debian's chromium and chromedriver through Selenium, no browser download): the
-  page loads, sorts by a column, and shows a row submitted through the API, escaped.
+  page loads, sorts by a column, and shows a row submitted through the API, escaped; a file submitted
+  through the page's own upload form comes back as a scored row. Where the browser is missing the
+  browser test is skipped, with the reason.
+
+One server serves every test of the module (it loads two scorers: start it once); its fixture checks
+that it and its worker processes stop cleanly.
 """
 
 from __future__ import annotations
@@ -31,18 +36,16 @@ from mixedparts.predictions import write_predictions
 LOAD = 50
 
 
-def test_live_server(tmp_path, capsys, monkeypatch):
-    """One server for every check below (it loads two scorers: start it once). The test starts and stops it."""
-    with live_server(tmp_path) as live:
-        check_fifty_concurrent_submissions_are_all_scored_exactly_once(live)
-        check_the_command_line_client(live, tmp_path, capsys)
-        check_uploads_over_the_limit_are_refused_over_http(live, tmp_path)
-        check_browser_end_to_end(live, monkeypatch)
-    assert live["server"].process.returncode == 0, live["server"].output()
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("live")
+    with live_server(folder) as running:
+        yield running
+    assert running["server"].process.returncode == 0, running["server"].output()
 
     def group_gone():  # the workers and their scorers ended with the server
         try:
-            os.killpg(live["server"].process.pid, 0)
+            os.killpg(running["server"].process.pid, 0)
         except ProcessLookupError:
             return True
         return False
@@ -50,11 +53,29 @@ def test_live_server(tmp_path, capsys, monkeypatch):
     wait_until(group_gone, 15, what="the server's worker processes to exit")
 
 
+def test_fifty_concurrent_submissions_are_all_scored_exactly_once(live):
+    check_fifty_concurrent_submissions_are_all_scored_exactly_once(live)
+
+
+def test_the_command_line_client(live, tmp_path, capsys):
+    check_the_command_line_client(live, tmp_path, capsys)
+
+
+def test_uploads_over_the_limit_are_refused_over_http(live, tmp_path):
+    check_uploads_over_the_limit_are_refused_over_http(live, tmp_path)
+
+
+def test_browser_end_to_end(live, monkeypatch):
+    check_browser_end_to_end(live, monkeypatch)
+
+
 @contextlib.contextmanager
 def live_server(folder):
     gt, rows = make_gt(folder)
     db_url = f"sqlite:///{folder / 'leaderboard.db'}"
     tokens = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["admin", "--db", db_url, "init"]) == 0
     for team, quota in (("load", str(LOAD)), ("cli", "3"), ("e2e", "5")):
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(io.StringIO()):
@@ -179,22 +200,18 @@ def check_uploads_over_the_limit_are_refused_over_http(live, tmp_path):
 
 
 def _browser():
-    """Headless Chromium through Selenium, or None (with a warning) where either is not installed."""
-    import warnings
-
+    """Headless Chromium through Selenium; the test is skipped, with the reason, where either is missing."""
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.options import Options
         from selenium.webdriver.chrome.service import Service
     except ImportError:
-        warnings.warn("browser check skipped: selenium is not installed (pip install selenium)")
-        return None
+        pytest.skip("the browser test needs selenium (pip install selenium)")
     binary = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
     driver_path = shutil.which("chromedriver")
     if not binary or not driver_path:
-        warnings.warn("browser check skipped: needs Debian's chromium and chromium-driver "
-                      "(apt-get install chromium chromium-driver)")
-        return None
+        pytest.skip("the browser test needs Debian's chromium and chromium-driver "
+                    "(apt-get install chromium chromium-driver)")
     options = Options()
     options.binary_location = binary
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -207,8 +224,6 @@ def check_browser_end_to_end(live, monkeypatch):
     """Load the table, sort it by a column, submit through the API, see the new row (escaped)."""
     monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must not try to download anything
     driver = _browser()
-    if driver is None:
-        return
     from selenium.common.exceptions import NoAlertPresentException
     from selenium.webdriver.common.by import By
 
@@ -258,5 +273,57 @@ def check_browser_end_to_end(live, monkeypatch):
         per_task = driver.find_element(By.ID, "per-task").text
         assert "common object" in per_task and "mean (headline)" in per_task and "100.0" in per_task
         assert driver.find_element(By.TAG_NAME, "h1").text == name
+
+        # The page's own upload form: token, file, model name and URL, then the row appears by itself.
+        driver.get(live["url"] + "/")
+        form = driver.find_element(By.ID, "upload-form")
+        form.find_element(By.NAME, "token").send_keys(live["tokens"]["e2e"])
+        form.find_element(By.NAME, "file").send_keys(str(live["oracle"]))
+        form.find_element(By.NAME, "model").send_keys("submitted through the form")
+        form.find_element(By.NAME, "url").send_keys("https://example.org/form")
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait_until(lambda: "uploaded as submission" in driver.find_element(By.ID, "upload-status").text
+                   or "error" in driver.find_element(By.ID, "upload-status").text, 30, what="the upload's answer")
+        status = driver.find_element(By.ID, "upload-status").text
+        assert "uploaded as submission" in status and "left today" in status, status
+
+        def row_shown():
+            try:
+                return [row for row in driver.find_elements(By.CSS_SELECTOR, "#leaderboard tbody tr.submission")
+                        if "submitted through the form" in row.text]
+            except Exception:  # noqa: BLE001 - the page is reloading under us
+                return []
+
+        rows = wait_until(row_shown, 90, interval=0.5, what="the form's submission to appear in the table")
+        link = rows[0].find_element(By.CSS_SELECTOR, 'a[href="https://example.org/form"]')
+        assert link.text == "link"
+        # Wrong token: the form says why, in the page.
+        form = driver.find_element(By.ID, "upload-form")
+        form.find_element(By.NAME, "token").send_keys("mpl_wrong")
+        form.find_element(By.NAME, "file").send_keys(str(live["oracle"]))
+        form.find_element(By.NAME, "model").send_keys("never")
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait_until(lambda: "HTTP 401" in driver.find_element(By.ID, "upload-status").text, 30,
+                   what="the refusal to be shown")
     finally:
         driver.quit()
+
+
+def test_ci_fails_loudly_where_apt_exists_but_cannot_install_the_browser(tmp_path):
+    """`.ci/run` on a machine with apt-get but no chromium: a failed install stops CI (exit 1), with the reason."""
+    import subprocess
+
+    from leaderboard_helpers import REPO
+
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in ("bash", "dirname", "ls", "mktemp", "tail", "cat", "env"):
+        (tools / tool).symlink_to(shutil.which(tool))
+    apt = tools / "apt-get"
+    apt.write_text("#!/bin/sh\necho 'E: Unable to locate package chromium' >&2\nexit 100\n")
+    apt.chmod(0o755)
+    result = subprocess.run([str(tools / "bash"), str(REPO / ".ci" / "run")], env={"PATH": str(tools)},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert "error: apt-get could not install chromium" in result.stderr
+    assert "Unable to locate package chromium" in result.stderr
