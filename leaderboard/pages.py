@@ -114,20 +114,20 @@ JS = """\
     status.textContent = text;
     status.className = isError ? "error" : "muted";
   }
-  function poll(url, token, id) {
+  function poll(url, token, id, note) {
     fetch(url, {headers: {"Authorization": "Bearer " + token}}).then(function (response) {
       return response.json().then(function (body) { return {ok: response.ok, body: body}; });
     }).then(function (answer) {
-      if (!answer.ok) { say("error: " + (answer.body.detail || "status check failed"), true); return; }
+      if (!answer.ok) { say(note + "; error: " + (answer.body.detail || "status check failed"), true); return; }
       var state = answer.body.status;
       if (state === "scored") {
-        say("submission " + id + " scored; reloading the table");
+        say(note + "; scored, reloading the table");
         window.setTimeout(function () { window.location.reload(); }, 300);
       } else if (state === "rejected") {
-        say("submission " + id + " rejected: " + answer.body.message, true);
+        say(note + "; rejected: " + answer.body.message, true);
       } else {
-        say("submission " + id + ": " + state + "…");
-        window.setTimeout(function () { poll(url, token, id); }, 1000);
+        say(note + "; " + state + "…");
+        window.setTimeout(function () { poll(url, token, id, note); }, 1000);
       }
     }).catch(function (error) { say("error: " + error, true); });
   }
@@ -146,9 +146,10 @@ JS = """\
     }).then(function (answer) {
       if (!answer.ok) { say("error: HTTP " + answer.code + ": " + (answer.body.detail || "refused"), true); return; }
       var left = answer.body.quota && answer.body.quota.remaining;
-      say("uploaded as submission " + answer.body.id + (left === null || left === undefined ? "" :
-          " (" + left + " left today)") + "; waiting for its score…");
-      poll(answer.body.status_url, token, answer.body.id);
+      var note = "uploaded as submission " + answer.body.id + (left === null || left === undefined ? "" :
+          " (" + left + " left today)");
+      say(note + "; waiting for its score…");
+      poll(answer.body.status_url, token, answer.body.id, note);
     }).catch(function (error) { say("error: " + error, true); });
   });
 })();
