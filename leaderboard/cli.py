@@ -249,10 +249,10 @@ def _serve(args) -> int:
                 db.check_present()
             except DatabaseGone as error:
                 if not told:
-                    print(f"error: {error}", file=sys.stderr, flush=True)
+                    print(f"error: {error}; scoring workers are not restarted", file=sys.stderr, flush=True)
                 told = True
             for i, process in enumerate(workers):  # (none with --workers 0)
-                if process is None or process.poll() is not None:
+                if (process is None or process.poll() is not None) and not told:
                     if process is not None:
                         print(f"worker {i} exited with code {process.returncode}; starting it again",
                               file=sys.stderr, flush=True)

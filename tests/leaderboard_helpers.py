@@ -88,6 +88,23 @@ def limit_reporting_scorer_main(connection, gt_path, workers, torch_threads, mem
     connection.recv()
 
 
+class CountingApp:
+    """The ASGI app, counting the request-body bytes it takes from the server (what it "reads")."""
+
+    def __init__(self, app):
+        self.app = app
+        self.body_bytes = 0
+
+    async def __call__(self, scope, receive, send):
+        async def counting_receive():
+            message = await receive()
+            if message["type"] == "http.request":
+                self.body_bytes += len(message.get("body", b""))
+            return message
+
+        return await self.app(scope, counting_receive, send)
+
+
 # ---------------------------------------------------------------- a real server on loopback
 
 

@@ -24,26 +24,9 @@ from leaderboard.db import Database
 from leaderboard.scoring import gt_fingerprint
 from leaderboard.table import build_table
 from leaderboard.web import SECURITY_HEADERS, AppConfig, create_app
-from leaderboard_helpers import child_env, write_oracle
+from leaderboard_helpers import CountingApp, child_env, write_oracle
 from metrics_helpers import minilm  # noqa: F401 - the session's text model
 from test_leaderboard_api import board, truth  # noqa: F401 - the shared fixtures
-
-
-class CountingApp:
-    """The ASGI app, counting the request-body bytes it takes from the server (what it "reads")."""
-
-    def __init__(self, app):
-        self.app = app
-        self.body_bytes = 0
-
-    async def __call__(self, scope, receive, send):
-        async def counting_receive():
-            message = await receive()
-            if message["type"] == "http.request":
-                self.body_bytes += len(message.get("body", b""))
-            return message
-
-        return await self.app(scope, counting_receive, send)
 
 
 def test_refused_uploads_are_answered_from_the_headers_without_reading_the_body(board):

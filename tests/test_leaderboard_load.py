@@ -28,8 +28,7 @@ from leaderboard.db import Database
 from leaderboard.models import Submission
 from leaderboard.scoring import gt_fingerprint
 from leaderboard.web import AppConfig, create_app
-from leaderboard_helpers import child_env, free_port, make_gt, wait_until, write_oracle
-from test_leaderboard_hardening import CountingApp
+from leaderboard_helpers import CountingApp, child_env, free_port, make_gt, wait_until, write_oracle
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +76,7 @@ def raw_upload(url: str, size: int, authorization: str | None) -> tuple[int, flo
     boundary = "loadtestboundary"
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nbig\r\n--{boundary}\r\n"
             f"Content-Disposition: form-data; name=\"file\"; filename=\"big.json\"\r\n\r\n").encode()
-    lines = [f"POST /api/submissions HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {size}",
+    lines = ["POST /api/submissions HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {size}",
              f"Content-Type: multipart/form-data; boundary={boundary}"]
     if authorization:
         lines.append(f"Authorization: {authorization}")
