@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--sort", choices=SORT_KEYS, default=DEFAULT_SORT, help=f"sort key (default: {DEFAULT_SORT})")
     table.add_argument("--order", choices=("asc", "desc"), default="desc")
     table.add_argument("--no-paper", action="store_true", help="leave out the paper's reported rows")
+    table.add_argument("--all", action="store_true",
+                       help="every scored submission (default: each team's best submission per model)")
     return parser
 
 
@@ -442,13 +444,14 @@ def _table(args) -> int:
     from leaderboard.table import build_table, format_table
 
     if args.server:
-        table = client.fetch_table(args.server, args.task, args.sort, args.order, not args.no_paper)
+        table = client.fetch_table(args.server, args.task, args.sort, args.order, not args.no_paper, args.all)
     else:
         from leaderboard import store
         from leaderboard.db import Database
 
         db = Database(args.local).open()
-        table = build_table(store.scored_rows(db), args.task, args.sort, args.order, not args.no_paper)
+        table = build_table(store.scored_rows(db), args.task, args.sort, args.order, not args.no_paper,
+                            best_per_model=not args.all)
     sys.stdout.write(format_table(table, args.format))
     return 0
 

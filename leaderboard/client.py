@@ -52,9 +52,11 @@ def _get_json(client, path: str, **params):
 
 
 def fetch_table(server: str, task: str = "mean", sort: str = "mIoU", order: str = "desc",
-                include_paper: bool = True) -> dict:
+                include_paper: bool = True, every: bool = False) -> dict:
+    """The table; ``every``: all submissions instead of each team's best per model."""
     with _client(server) as client:
-        return _get_json(client, "/api/table", task=task, sort=sort, order=order, paper=int(include_paper))
+        return _get_json(client, "/api/table", task=task, sort=sort, order=order, paper=int(include_paper),
+                         all=int(every))
 
 
 def health(server: str) -> dict:

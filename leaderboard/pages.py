@@ -252,7 +252,7 @@ def table_page(table: dict, site_title: str, ground_truth: dict, include_paper: 
                  "Showing each team's best submission per model (by mIoU, then AP50).")
     gt = ground_truth or {}
     variant = "; ".join(f"{k}: {v}" for k, v in default_variant().items())
-    plot_query = _query(task=task, sort=sort, order=order, paper=None if include_paper else 0)
+    plot_query = _query(task=task, sort=sort, order=order, paper=None if include_paper else 0, all=all_flag)
     body = f"""
 <h1>{e(site_title)}</h1>
 <p class="lead">Part-focused semantic co-segmentation on MixedParts. Submissions are scored on the hidden

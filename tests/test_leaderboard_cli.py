@@ -81,6 +81,14 @@ def test_offline_mode_scores_records_and_prints_the_table(tmp_path, capsys, mini
     table = json.loads(out)
     assert [r["model"] for r in table["rows"]] == ["oracle", "partial"] and table["rows"][1]["team"] == "lab"
 
+    # A second, weaker "oracle" of the same team: the default table keeps the team's best, --all shows both.
+    assert run(["submit", partial, "--local", db, "--gt", gt, "--model", "Oracle"], capsys)[0] == 0
+    code, out, _ = run(["table", "--local", db, "--format", "json", "--no-paper"], capsys)
+    best = json.loads(out)
+    assert [(r["model"], r["submissions"]) for r in best["rows"]] == [("oracle", 2), ("partial", 1)]
+    code, out, _ = run(["table", "--local", db, "--format", "json", "--no-paper", "--all"], capsys)
+    assert [r["model"] for r in json.loads(out)["rows"]] == ["oracle", "partial", "Oracle"]
+
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     gt, rows = make_gt(tmp_path)
