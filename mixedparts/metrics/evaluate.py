@@ -124,7 +124,7 @@ def evaluate(ground_truth: GroundTruth | Sequence[dict], predictions: Prediction
     if not rows:
         raise MixedPartsError(f"{ground_truth.origin}: the {ground_truth.split} split holds no samples")
     missing = check_against_ground_truth(predictions, ground_truth.image_sizes(), ground_truth.split)
-    warnings = []
+    warnings = list(predictions.warnings)
     if missing:
         shown = ", ".join(repr(s) for s in missing[:3]) + (", ..." if len(missing) > 3 else "")
         if strict:
