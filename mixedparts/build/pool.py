@@ -18,9 +18,12 @@ class Pool:
     object_image: list[int] = field(default_factory=list)  # object -> index into images
     object_slot: list[int] = field(default_factory=list)  # object -> index into that image's objects
     object_category: list[int] = field(default_factory=list)  # object -> index into categories
-    object_parts: list[frozenset] = field(default_factory=list)  # object -> part-name ids
+    object_parts: list[frozenset] = field(default_factory=list)  # object -> ids of names with a surviving mask
+    object_present: list[frozenset] = field(default_factory=list)
+    """object -> ids of the names that count as present for uniqueness (see BuildOptions.part_presence)."""
     categories: list[str] = field(default_factory=list)
     part_names: list[str] = field(default_factory=list)
+    part_presence: str = "all-annotations"
 
     def add(self, image: ImageRecord, category_ids: dict, part_ids: dict) -> None:
         image_index = len(self.images)
@@ -29,16 +32,27 @@ class Pool:
             if obj.category not in category_ids:
                 category_ids[obj.category] = len(self.categories)
                 self.categories.append(obj.category)
-            ids = []
-            for name in sorted(obj.part_names):
-                if name not in part_ids:
-                    part_ids[name] = len(self.part_names)
-                    self.part_names.append(name)
-                ids.append(part_ids[name])
+            ids = self._part_ids(obj.part_names, part_ids)
             self.object_image.append(image_index)
             self.object_slot.append(slot)
             self.object_category.append(category_ids[obj.category])
-            self.object_parts.append(frozenset(ids))
+            self.object_parts.append(ids)
+            if self.part_presence == "all-annotations" and obj.dropped_part_names:
+                self.object_present.append(ids | self._part_ids(obj.dropped_part_names, part_ids))
+            else:
+                self.object_present.append(ids)
+
+    def _part_ids(self, names, part_ids: dict) -> frozenset:
+        ids = []
+        for name in sorted(names):
+            if name not in part_ids:
+                part_ids[name] = len(self.part_names)
+                self.part_names.append(name)
+            ids.append(part_ids[name])
+        return frozenset(ids)
+
+    def present_part_names(self, obj: int) -> frozenset[str]:
+        return frozenset(self.part_names[i] for i in self.object_present[obj])
 
     def __len__(self) -> int:
         return len(self.object_image)
@@ -55,7 +69,7 @@ class Pool:
         return as_arrays(by_category), as_arrays(by_part)
 
 
-def build_pools(images, source: str, split_of) -> dict[str, Pool]:
+def build_pools(images, source: str, split_of, part_presence: str = "all-annotations") -> dict[str, Pool]:
     """Group ``images`` of one source into pools by canonical split (``split_of(image) -> split``)."""
     pools: dict[str, Pool] = {}
     names: dict[str, tuple[dict, dict]] = {}
@@ -64,7 +78,7 @@ def build_pools(images, source: str, split_of) -> dict[str, Pool]:
             continue
         split = split_of(image)
         if split not in pools:
-            pools[split] = Pool(source=source, split=split)
+            pools[split] = Pool(source=source, split=split, part_presence=part_presence)
             names[split] = ({}, {})
         pools[split].add(image, *names[split])
     return pools
