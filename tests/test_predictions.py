@@ -105,7 +105,8 @@ def test_lone_surrogates_are_rejected_before_any_tokenizer_sees_them(tmp_path):
     images = {"s0": [SIZES[0], SIZES[1]]}
     folder = tmp_path / "gcg"
     folder.mkdir()
-    (folder / "s0_IMAGE1.json").write_text(json.dumps(gcg_record("s0_IMAGE1", ["le\udc00g"], [box(SIZES[0], 0, 0, 2, 2)])))
+    record = gcg_record("s0_IMAGE1", ["le\udc00g"], [box(SIZES[0], 0, 0, 2, 2)])
+    (folder / "s0_IMAGE1.json").write_text(json.dumps(record))  # ensure_ascii writes the escape "\\udc00"
     with pytest.raises(PredictionsError, match=r"s0_IMAGE1.json: sample 's0_IMAGE1': field 'phrases\[0\]': not valid"):
         read_predictions(folder, "gcg", images)
 

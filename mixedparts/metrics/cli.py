@@ -20,8 +20,9 @@ the predictions leave empty scores 0 on every metric; no table ever shows NaN.
 
 Bad input (malformed JSON, wrong format tag, missing fields, duplicate or unknown sample ids,
 invalid RLE, a mask whose size differs from its image, image_index out of range, NaN or infinite
-scores, labels that are not strings) stops with one error line naming the file, the sample and the
-field, exit code 2, and no output written."""
+scores, labels that are not strings or not valid text) stops with one error line naming the file,
+the sample and the field, exit code 2, and no output written. Unknown keys (a typo such as
+"lable") are ignored with one warning naming them."""
 
 EPILOG = """\
 examples:

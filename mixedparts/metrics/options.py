@@ -1,4 +1,4 @@
-"""The metric variants of metrics.md section 8, as one options object whose defaults are the spec's.
+"""The metric variants of docs/metrics.md, as one options object with documented defaults.
 
 Every reported number carries :meth:`EvalOptions.variant`; the defaults reproduce the references
 (GLaMM for AP50 / mIoU / Recall, CaSED for SS / S-IoU) except where the spec says why not.
@@ -82,7 +82,7 @@ class EvalOptions:
         return f"{self.labels}-normalized labels" + (", plurals folded" if self.fold_plurals else "")
 
     def variant(self) -> dict:
-        """The variant flags, keyed by the metrics.md section 8 item they settle."""
+        """The variant flags, keyed by the docs/metrics.md item they settle."""
         gate = (f"{self.recall_text_model_name} >= {self.recall_text_threshold:g} on {self.recall_label_text}"
                 if self.recall_text_gate == "on" else "off")
         return {
