@@ -19,11 +19,12 @@ class Pool:
     object_slot: list[int] = field(default_factory=list)  # object -> index into that image's objects
     object_category: list[int] = field(default_factory=list)  # object -> index into categories
     object_parts: list[frozenset] = field(default_factory=list)  # object -> ids of names with a surviving mask
-    object_present: list[frozenset] = field(default_factory=list)
-    """object -> ids of the names that count as present for uniqueness (see BuildOptions.part_presence)."""
+    object_dropped: list[frozenset] = field(default_factory=list)  # object -> names present without a mask
     categories: list[str] = field(default_factory=list)
     part_names: list[str] = field(default_factory=list)
     part_presence: str = "all-annotations"
+    _present: list | None = field(default=None, init=False, repr=False, compare=False)
+    _names: list | None = field(default=None, init=False, repr=False, compare=False)
 
     def add(self, image: ImageRecord, category_ids: dict, part_ids: dict) -> None:
         image_index = len(self.images)
@@ -32,27 +33,39 @@ class Pool:
             if obj.category not in category_ids:
                 category_ids[obj.category] = len(self.categories)
                 self.categories.append(obj.category)
-            ids = self._part_ids(obj.part_names, part_ids)
+            ids = []
+            for name in sorted(obj.part_names):
+                if name not in part_ids:
+                    part_ids[name] = len(self.part_names)
+                    self.part_names.append(name)
+                ids.append(part_ids[name])
             self.object_image.append(image_index)
             self.object_slot.append(slot)
             self.object_category.append(category_ids[obj.category])
-            self.object_parts.append(ids)
-            if self.part_presence == "all-annotations" and obj.dropped_part_names:
-                self.object_present.append(ids | self._part_ids(obj.dropped_part_names, part_ids))
-            else:
-                self.object_present.append(ids)
+            self.object_parts.append(frozenset(ids))
+            self.object_dropped.append(obj.dropped_part_names if self.part_presence == "all-annotations"
+                                       else frozenset())
+        self._present = None
 
-    def _part_ids(self, names, part_ids: dict) -> frozenset:
-        ids = []
-        for name in sorted(names):
-            if name not in part_ids:
-                part_ids[name] = len(self.part_names)
-                self.part_names.append(name)
-            ids.append(part_ids[name])
-        return frozenset(ids)
+    @property
+    def object_present(self) -> list[frozenset]:
+        """object -> ids of the names that count as present for uniqueness (see BuildOptions.part_presence).
+
+        Names only ever present without a mask get ids after all others, so the ids of masked names,
+        which order the seeded partner draws, are the same under both rules.
+        """
+        if self._present is None:
+            ids = {name: i for i, name in enumerate(self.part_names)}
+            extra = sorted({name for names in self.object_dropped for name in names} - ids.keys())
+            ids.update((name, len(self.part_names) + i) for i, name in enumerate(extra))
+            self._present = [parts | frozenset(ids[name] for name in dropped) if dropped else parts
+                             for parts, dropped in zip(self.object_parts, self.object_dropped)]
+            self._names = self.part_names + extra
+        return self._present
 
     def present_part_names(self, obj: int) -> frozenset[str]:
-        return frozenset(self.part_names[i] for i in self.object_present[obj])
+        present = self.object_present[obj]
+        return frozenset(self._names[i] for i in present)
 
     def __len__(self) -> int:
         return len(self.object_image)
