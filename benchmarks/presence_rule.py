@@ -42,9 +42,11 @@ def main() -> int:
         sources = Path(args.sources) if args.sources else scratch / "sources"
         if not args.sources:
             synthesize(sources, scale=args.scale, seed=0, images=False)
-        paths = source_paths(sources)
+        # A folder holding only some of the releases is measured on those (the counts say which).
+        paths = {name: path if path.is_dir() else None for name, path in source_paths(sources).items()}
         readers = open_readers(paco=paths["paco_lvis"], coco_images=None, partimagenet=paths["partimagenet"],
                                ade20k_part234=paths["ade20k_part234"], check_images=False)
+        print("releases: " + ", ".join(reader.source for reader in readers))
         defaults = BuildOptions()
         start = time.perf_counter()
         images = {reader.source: [image for split in reader.splits
@@ -79,7 +81,8 @@ def main() -> int:
             print(f"{key:<{width}}  {new:>16,}  {old:>16,}  {new - old:+,}")
         print(f"\n{with_dropped:,} of {objects:,} objects have a part annotated whose every mask is below the area "
               f"filter")
-        print(json.dumps({"benchmark": "presence_rule", "scale": args.scale, "objects": objects,
+        print(json.dumps({"benchmark": "presence_rule", "scale": args.scale,
+                          "releases": [reader.source for reader in readers], "objects": objects,
                           "objects_with_dropped_parts": with_dropped, "samples": counts}))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
