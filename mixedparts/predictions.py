@@ -1,4 +1,4 @@
-"""The predictions file: reading, writing and validating it (format in ``shared/design.md``).
+"""The predictions file: reading, writing and validating it (format below).
 
 One JSON document::
 
@@ -68,7 +68,9 @@ class Predictions:
     model: str | None = None
     split: str | None = None
     mismatched: set[str] = field(default_factory=set)
-    """Samples whose answer's ``[SEG]`` count differs from their number of masks (metrics.md A12)."""
+    """Samples whose answer's ``[SEG]`` count differs from their number of masks (docs/metrics.md A12)."""
+    warnings: list[str] = field(default_factory=list)
+    """What was read but ignored (unknown keys), one line per kind; evaluation reports them."""
 
     @property
     def mask_count(self) -> int:
@@ -110,9 +112,17 @@ def read_predictions(path: str | os.PathLike, format: str = "auto",
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
-        if error.msg == "Extra data" and format == "auto":
-            return _read_jsonl(path, text)  # more than one JSON value: JSON Lines
-        raise PredictionsError(path, f"not valid JSON: {error.msg}",
+        if error.msg != "Extra data":
+            raise PredictionsError(path, f"not valid JSON: {error.msg}",
+                                   where=f"line {error.lineno} column {error.colno}") from None
+        first, one_line = _first_value(text)
+        if isinstance(first, dict) and "predictions" in first:
+            raise PredictionsError(path, "not valid JSON: unexpected data after the end of the predictions "
+                                   "document (a JSON file holds one document)",
+                                   where=f"line {error.lineno} column {error.colno}") from None
+        if format == "auto" and one_line:
+            return _read_jsonl(path, text)  # more than one JSON value, the first on its own line: JSON Lines
+        raise PredictionsError(path, "not valid JSON: unexpected data after the end of the first JSON value",
                                where=f"line {error.lineno} column {error.colno}") from None
     except (ValueError, RecursionError) as error:  # e.g. nesting or integer-length limits
         raise PredictionsError(path, f"not valid JSON: {_reason(error)}") from None
@@ -144,7 +154,9 @@ def _read_jsonl(path: Path, text: str) -> Predictions:
         try:
             value = json.loads(line)
         except json.JSONDecodeError as error:
-            raise PredictionsError(path, f"not valid JSON: {error.msg} (column {error.colno})",
+            reason = ("unexpected data after the end of the JSON value (JSON Lines hold one value per line)"
+                      if error.msg == "Extra data" else error.msg)
+            raise PredictionsError(path, f"not valid JSON: {reason} (column {error.colno})",
                                    where=f"line {number}") from None
         except (ValueError, RecursionError) as error:
             raise PredictionsError(path, f"not valid JSON: {_reason(error)}", where=f"line {number}") from None
@@ -180,8 +192,10 @@ def _validated(path: Path, file_format: str, model: str | None, split: str | Non
     by_sample: dict[str, dict] = {}
     where_of: dict[str, str] = {}
     mismatched = set()
+    unknown = _UnknownKeys()
     for where, item in entries:
         sample_id = _check_prediction(path, where, item)
+        unknown.note(sample_id, item)
         if sample_id in by_sample:
             raise PredictionsError(path, f"duplicate sample id (first at {where_of[sample_id]})", where=where,
                                    sample_id=sample_id, field="sample_id")
@@ -189,9 +203,43 @@ def _validated(path: Path, file_format: str, model: str | None, split: str | Non
         where_of[sample_id] = where
         if item["text"] and markup.seg_count(item["text"]) != len(item["segments"]):
             mismatched.add(sample_id)
-    predictions = Predictions(str(path), file_format, by_sample, model, split, mismatched)
+    predictions = Predictions(str(path), file_format, by_sample, model, split, mismatched, unknown.warnings(path))
     _check_masks(predictions, where_of)
     return predictions
+
+
+_PREDICTION_KEYS = frozenset(PREDICTION_FIELDS)
+_SEGMENT_KEYS = frozenset(PREDICTED_SEGMENT_FIELDS) | {"score"}
+
+
+class _UnknownKeys:
+    """Keys the scorer ignores, gathered over a file: a typo such as "lable" would otherwise score as empty."""
+
+    def __init__(self):
+        self.found: dict[str, dict[str, list]] = {"prediction": {}, "segment": {}}
+
+    def note(self, sample_id: str, item: dict) -> None:
+        if not item.keys() <= _PREDICTION_KEYS:
+            self._add("prediction", sample_id, item.keys() - _PREDICTION_KEYS)
+        for segment in item["segments"]:
+            if not segment.keys() <= _SEGMENT_KEYS:
+                self._add("segment", sample_id, segment.keys() - _SEGMENT_KEYS)
+
+    def _add(self, kind: str, sample_id: str, keys) -> None:
+        for key in keys:
+            entry = self.found[kind].setdefault(key, [0, sample_id])
+            entry[0] += 1
+
+    def warnings(self, path: Path) -> list[str]:
+        lines = []
+        for kind, known in (("prediction", _PREDICTION_KEYS), ("segment", _SEGMENT_KEYS)):
+            found = self.found[kind]
+            if found:
+                keys = ", ".join(f"{key!r} ({count} {kind}{'s' if count > 1 else ''}, first in sample {first!r})"
+                                 for key, (count, first) in sorted(found.items()))
+                lines.append(f"{path}: unknown {kind} keys ignored: {keys}; a {kind} has "
+                             f"{', '.join(sorted(known))}")
+        return lines
 
 
 def _check_prediction(path: Path, where: str, item: object) -> str:
@@ -209,6 +257,7 @@ def _check_prediction(path: Path, where: str, item: object) -> str:
     if not isinstance(item["text"], str):
         raise PredictionsError(path, f"must be a string, got {_json_type(item['text'])}", where=where,
                                sample_id=sample_id, field="text")
+    _check_text(path, item["text"], where=where, sample_id=sample_id, field="text")
     segments = item["segments"]
     if not isinstance(segments, list):
         raise PredictionsError(path, f"must be a list, got {_json_type(segments)}", where=where,
@@ -226,6 +275,7 @@ def _check_prediction(path: Path, where: str, item: object) -> str:
         if not isinstance(label, str):
             raise PredictionsError(path, f"label must be a string, got {_json_type(label)}", where=where,
                                    sample_id=sample_id, field=f"{name}.label")
+        _check_text(path, label, where=where, sample_id=sample_id, field=f"{name}.label")
         index = segment["image_index"]
         if not _is_int(index) or index < 0:
             raise PredictionsError(path, f"image_index must be a non-negative integer, got {_short(index)}",
@@ -294,7 +344,7 @@ def read_gcg_folder(folder: str | os.PathLike, images: Mapping[str, list[tuple[i
     - ``<sample_id>``: a whole sample. If the caption keeps the markup with ``[SEG] (IMAGEk)`` tags,
       the i-th ``[SEG]`` routes and labels the i-th mask; otherwise ``phrases[i]`` labels
       ``pred_masks[i]`` and each mask goes to the one image of its size.
-    Phrase/mask count mismatches follow metrics.md A12: the first min(n) are paired, extra masks get
+    Phrase/mask count mismatches follow docs/metrics.md A12: the first min(n) are paired, extra masks get
     the label "" and extra phrases are dropped; such samples are counted in ``mismatched``.
     """
     folder = Path(folder)
@@ -379,10 +429,12 @@ def _gcg_fields(file: Path, image_id: str, record: dict) -> tuple[str, list[str]
         if not isinstance(record[key], list):
             raise PredictionsError(file, f"must be a list, got {_json_type(record[key])}", sample_id=image_id,
                                    field=key)
+    _check_text(file, caption, sample_id=image_id, field="caption")
     for i, phrase in enumerate(record["phrases"]):
         if not isinstance(phrase, str):
             raise PredictionsError(file, f"label must be a string, got {_json_type(phrase)}", sample_id=image_id,
                                    field=f"phrases[{i}]")
+        _check_text(file, phrase, sample_id=image_id, field=f"phrases[{i}]")
     bad = first_invalid_rle(record["pred_masks"])
     if bad is not None:
         raise PredictionsError(file, validation_error(record["pred_masks"][bad]), sample_id=image_id,
@@ -550,6 +602,23 @@ def _rle_failures(counts: list[str], pixels: list[int]) -> list[int]:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _check_text(path: Path, text: str, **context) -> None:
+    """JSON's ``\\ud800`` escapes decode to lone surrogates: Python strings that are not Unicode text,
+    which tokenizers reject with a traceback."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise PredictionsError(path, f"not valid UTF-8 text: lone surrogate U+{ord(text[error.start]):04X} at "
+                               f"character {error.start}", **context) from None
+
+
+def _first_value(text: str) -> tuple[object, bool]:
+    """The first JSON value of ``text``, and whether it ends on the line it starts on (as in JSON Lines)."""
+    start = len(text) - len(text.lstrip())
+    value, end = json.JSONDecoder().raw_decode(text, start)
+    return value, "\n" not in text[start:end]
 
 
 def _reason(error: BaseException) -> str:

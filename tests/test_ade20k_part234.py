@@ -319,3 +319,26 @@ def test_images_flag_changes_no_annotation(tmp_path):
 def write_release(out: Path, seed: int, images: bool = True) -> Path:
     synthesize(out, scale="tiny", seed=seed, images=images, sources=("ade20k_part234",))
     return out
+
+
+def test_full_ade_category_names_are_matched_by_id_order(tmp_path):
+    # Some converters write ADE's full names ("person, individual, someone, ...") and renumber from 1.
+    objects = class_lists().objects
+    full = {"person": "person, individual, someone, somebody, mortal, soul", "chair": "chair"}
+    block = [{"id": i + 1, "name": full.get(name, f"{name}, other synonyms")} for i, name in enumerate(objects)]
+    root = write_fixture(tmp_path / "ADE20KPart234", categories=block[::-1], ids=(CHAIR_ID + 1, PERSON_ID + 1))
+    images, reader = read(root, min_area_fraction=0.0)
+    check_fixture_objects(images, reader)
+    (said,) = [k for k in reader.stats.counts if "by id order" in k]  # said once, naming an example
+    assert said.startswith("ade20k_instance_train.json: categories matched to the 44 objects by id order")
+    short = write_fixture(tmp_path / "short", categories=block[:43], ids=(CHAIR_ID + 1, PERSON_ID + 1))
+    with pytest.raises(SourceError, match="block has 43 categories"):
+        read(short)
+
+
+def test_images_left_without_objects_are_yielded_and_counted(tmp_path):
+    # The rule every reader follows (PACO used to skip such images): the builder drops them, not the reader.
+    root = write_fixture(tmp_path / "ADE20KPart234")
+    (image,), reader = read(root, min_area_fraction=0.9)
+    assert image.objects == ()
+    assert reader.stats.counts["images without surviving objects (yielded without objects)"] == 1

@@ -44,7 +44,7 @@ def test_oracle_scores_100_everywhere(truth, tmp_path, minilm, capsys):
     result = json.loads(out.read_text())
     assert all(round(result["scores"][row][m], 1) == 100.0 for row in result["scores"] for m in METRICS)
     assert result["counts"]["phrase_mask_mismatches"] == 0 and result["counts"]["units"] == 18
-    assert result["variant"]["A7_recall_text_gate"] == "all-MiniLM-L6-v2 >= 0.5"
+    assert result["variant"]["A7_recall_text_gate"] == "all-MiniLM-L6-v2 >= 0.5 on raw labels"
     assert result["text_models"]["SS"]["weights_sha256"].startswith("53aa5117")
     assert set(result["breakdowns"]) == {"source", "category"}
 
@@ -144,7 +144,23 @@ def test_help_explains_every_option(capsys):
     for option in ("--data", "--split", "--gt", "--json", "--format", "--strict", "--bootstrap", "--seed",
                    "--breakdown", "--workers", "--gt-masks", "--ap-scores", "--miou", "--recall-matching",
                    "--recall-iou-threshold", "--recall-text-gate", "--recall-text-model", "--recall-text-threshold",
-                   "--label-pairs", "--labels", "--fold-plurals", "--label-average"):
+                   "--recall-labels", "--label-pairs", "--labels", "--fold-plurals", "--label-average"):
         assert option in text
     for item in ("A3", "A4", "A5", "A6", "A7", "A8", "A9", "A10", "A11"):
         assert f"{item}." in text
+
+
+def test_an_empty_task_prints_zeros_never_nan(truth, tmp_path, minilm, capsys):
+    rows, folder = truth
+    kept = [p for p, row in zip(oracle_predictions(rows), rows) if row["task"] != "unique_parts"]
+    path = write_predictions(tmp_path / "p.json", kept)
+    out = tmp_path / "scores.json"
+    code, text, err = score([path, "--gt", folder / "gt.jsonl", "--json", out, "--bootstrap", "10",
+                             "--recall-labels", "normalized"], capsys)
+    assert code == 0, err
+    assert "nan" not in text.lower() and "n/a" not in text
+    unique = next(line for line in text.splitlines() if line.startswith("unique_parts")).split()
+    assert unique[3::3] == ["0.0"] * 5 and unique[4::3] == ["[0.0,"] * 5  # each cell: value [low, high]
+    assert "on articles-normalized labels" in text
+    assert "NaN" not in out.read_text()
+    assert json.loads(out.read_text())["scores"]["unique_parts"]["SS"] == 0.0

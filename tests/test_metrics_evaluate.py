@@ -257,3 +257,78 @@ def test_bert_gate_is_glamm_mean_over_all_tokens(tmp_path, minilm):
                       embedder=minilm)
     assert result.variant["A7_recall_text_gate"].startswith(str(folder))
     assert result.text_models["recall_gate"]["weights_sha256"]
+
+
+# all-MiniLM-L6-v2 cosines (computed with the packaged weights): "ear" vs "a neck" 0.442, vs "neck"
+# 0.539; "head" vs "the mouth" 0.462, vs "mouth" 0.530 -- raw and article-stripped labels fall on
+# opposite sides of the 0.5 gate, with margins far above BLAS drift (~1e-3).
+ARTICLE_ROW = row("e", "unique_parts", [("ear", "unique_part", 0, LEFT), ("head", "unique_part", 1, RIGHT)])
+ARTICLE_PREDICTION = {"sample_id": "e", "text": "", "segments": [segment("a neck", 0, LEFT),
+                                                                  segment("the mouth", 1, RIGHT)]}
+
+
+def test_recall_gate_compares_raw_labels_as_glamm(minilm):
+    raw = evaluate([ARTICLE_ROW], [ARTICLE_PREDICTION], embedder=minilm)
+    assert raw.scores.loc["unique_parts", "Recall"] == 0.0  # GLaMM embeds "a neck" as written
+    assert raw.variant["A7_recall_text_gate"] == "all-MiniLM-L6-v2 >= 0.5 on raw labels"
+    normalized = evaluate([ARTICLE_ROW], [ARTICLE_PREDICTION], EvalOptions(recall_labels="normalized"),
+                          embedder=minilm)
+    assert normalized.scores.loc["unique_parts", "Recall"] == pytest.approx(100.0)
+    assert normalized.variant["A7_recall_text_gate"] == "all-MiniLM-L6-v2 >= 0.5 on articles-normalized labels"
+    # SS always compares the normalized labels; only the gate changes.
+    assert raw.scores.loc["unique_parts", "SS"] == normalized.scores.loc["unique_parts", "SS"]
+    with pytest.raises(ValueError, match="recall_labels"):
+        EvalOptions(recall_labels="lowercase")
+
+
+def test_raw_recall_labels_still_match_identical_strings(minilm):
+    exact = {"sample_id": "e", "text": "", "segments": [segment("ear", 0, LEFT), segment("head", 1, RIGHT)]}
+    assert evaluate([ARTICLE_ROW], [exact], embedder=minilm).scores.loc["unique_parts", "Recall"] == 100.0
+
+
+def _three_tasks():
+    rows = make_rows(2, seed=3)
+    good = oracle_predictions(rows)
+    return rows, good
+
+
+def test_an_empty_task_scores_zero_and_never_raises_the_headline(minilm):
+    rows, good = _three_tasks()
+    unique = {row["sample_id"] for row in rows if row["task"] == "unique_parts"}
+    abstain = [p for p in good if p["sample_id"] not in unique]
+    # A poor but real attempt at the task: every mask shifted off its GT, labels wrong.
+    poor = [p if p["sample_id"] not in unique else
+            {**p, "segments": [{**s, "label": "handle", "mask": box((20, 30) if s["image_index"] == 0 else (25, 15),
+                                                                      0, 0, 3, 3)} for s in p["segments"]]}
+            for p in good]
+    abstained = evaluate(rows, abstain, embedder=minilm)
+    attempted = evaluate(rows, poor, embedder=minilm)
+    for metric in METRICS:
+        assert abstained.scores.loc["unique_parts", metric] == 0.0, metric
+        assert not np.isnan(abstained.scores[metric]).any(), metric
+        assert abstained.scores.loc["mean", metric] == pytest.approx(
+            abstained.scores.loc[["common_object", "common_parts", "unique_parts"], metric].mean())
+        assert abstained.scores.loc["mean", metric] <= attempted.scores.loc["mean", metric] + 1e-9, metric
+    content = abstained.to_dict()
+    assert all(value is not None for task in content["scores"].values() for value in task.values())
+
+
+def test_tasks_without_pairs_or_gt_score_zero_not_nan(minilm):
+    # Predictions everywhere, but disjoint from the GT: no mIoU pair, so SS and S-IoU have nothing to average.
+    disjoint = {"sample_id": "a", "text": "", "segments": [segment("chair", 0, RIGHT), segment("chair", 1, LEFT)]}
+    result = evaluate([OBJECT_ROW], [disjoint], embedder=minilm)
+    assert result.counts["label_pairs"] == 0
+    assert result.scores.loc["common_object", ["SS", "S-IoU"]].tolist() == [0.0, 0.0]
+    assert result.secondary.loc["common_object", "SS"] == 0.0
+    for average in ("pairs", "samples"):
+        for pairs in ("miou", "recall", "text", "all-gt"):
+            options = EvalOptions(label_pairs=pairs, label_average=average)
+            scores = evaluate([OBJECT_ROW], [], options, embedder=minilm).scores
+            assert not scores.isna().any().any(), (pairs, average)
+    # A task whose samples carry no GT mask at all: AP50 has nothing to find, so 0 (COCO says -1).
+    no_gt = row("n", "unique_parts", [])
+    result = evaluate([OBJECT_ROW, no_gt], [OBJECT_PREDICTION, {"sample_id": "n", "text": "",
+                                                               "segments": [segment("leg", 0, LEFT)]}],
+                      bootstrap=20, embedder=minilm)
+    assert result.scores.loc["unique_parts", METRICS].tolist() == [0.0] * len(METRICS)
+    assert all(not np.isnan(v) for cell in result.ci.to_numpy().ravel() for v in cell)

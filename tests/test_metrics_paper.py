@@ -38,5 +38,7 @@ def test_headline_is_the_macro_mean_of_the_task_rows(method, metric):
     assert f"{macro_mean(tasks):.1f}" == f"{HEADLINE[method][metric]:.1f}"
 
 
-def test_macro_mean_skips_absent_tasks():
-    assert macro_mean([0.5, float("nan"), 0.7]) == pytest.approx(0.6)
+def test_macro_mean_counts_every_task_an_empty_one_as_zero():
+    # Skipping an undefined task (the old NaN rule) would make abstaining on it raise the headline.
+    assert macro_mean([0.5, 0.0, 0.7]) == pytest.approx(0.4)
+    assert macro_mean([]) == 0.0

@@ -249,10 +249,12 @@ def test_objects_group_their_parts_and_names_are_normalized(tmp_path):
         "paco_lvis:101": [("5001", "car", ["wheel", "steeringwheel"]), ("5002", "chair", ["leg", "seat"])],
         "paco_lvis:102": [("5010", "mouse", ["left button", "back cover", "side button"])],
         "paco_lvis:103": [("5020", "ball", []), ("5021", "chair", ["leg"])],
+        # as every reader does: images left without objects are yielded (empty) and counted
+        "paco_lvis:104": [], "paco_lvis:105": [],
     }
     assert reader.stats.counts["empty segmentations skipped"] == 2
     assert reader.stats.counts["parts of objects with empty segmentation dropped"] == 1
-    assert reader.stats.counts["images without surviving objects skipped"] == 2
+    assert reader.stats.counts["images without surviving objects (yielded without objects)"] == 2
 
 
 def test_every_encoding_gives_the_annotated_mask(tmp_path):
@@ -281,9 +283,14 @@ def test_area_filter_drops_small_parts_and_objects(tmp_path):
         "paco_lvis:101": [("5001", "car", ["wheel", "steeringwheel"]), ("5002", "chair", ["leg", "seat"])],
         "paco_lvis:102": [("5010", "mouse", ["left button", "back cover"])],
         "paco_lvis:103": [("5020", "ball", [])],
+        "paco_lvis:104": [], "paco_lvis:105": [],
     }
     assert reader.stats.counts["part masks below min area dropped"] == 1
     assert reader.stats.counts["object masks below min area dropped"] == 1
+    # The small side button and the mask-less left-button annotation still say the mouse has them.
+    mouse = [image for image in reader.read("train") if image.image_id == "paco_lvis:102"][0].objects[0]
+    assert mouse.dropped_part_names == {"side button"}
+    assert mouse.annotated_part_names == {"left button", "back cover", "side button"}
 
 
 def test_bare_file_names_are_found_in_either_coco_folder(tmp_path):
@@ -292,7 +299,9 @@ def test_bare_file_names_are_found_in_either_coco_folder(tmp_path):
              for split in SPLITS}
     assert found == {"train": {"paco_lvis:101": "train2017/000000000101.jpg",
                                "paco_lvis:102": "train2017/000000000102.jpg",
-                               "paco_lvis:103": "val2017/000000000103.jpg"},
+                               "paco_lvis:103": "val2017/000000000103.jpg",
+                               "paco_lvis:104": "train2017/000000000104.jpg",
+                               "paco_lvis:105": "train2017/000000000105.jpg"},
                      "val": {"paco_lvis:201": "train2017/000000000201.jpg"},
                      "test": {"paco_lvis:301": "val2017/000000000301.jpg"}}
     # without images to look in, the split's folder is the best guess
@@ -304,7 +313,7 @@ def test_bare_file_names_are_found_in_either_coco_folder(tmp_path):
 
 def test_files_directly_under_the_root_are_found(tmp_path):
     root, coco = _write_release(tmp_path, under_annotations=False)
-    assert len(list(PacoReader(root, coco_images=coco).read_all())) == 5
+    assert len(list(PacoReader(root, coco_images=coco).read_all())) == 7
 
 
 # -- bad input: SourceError naming the file and the record, exit code 2 from the CLI -------------------------
@@ -361,7 +370,6 @@ BAD_ANNOTATIONS = {
     "truncated RLE": (_truncated_counts, "annotation id 5006", "malformed segmentation"),
     "RLE of another size": (_wrong_size, "annotation id 5011", "differs from the image's 40x50"),
     "uncompressed RLE too long": (_bad_uncompressed, "annotation id 5004", "malformed segmentation"),
-    "short polygon": (_mutate(5002, segmentation=[[1, 2, 3, 4]]), "annotation id 5002", "malformed segmentation"),
     "segmentation of a wrong type": (_mutate(5001, segmentation="rle"), "annotation id 5001", "malformed segmentation"),
 }
 
@@ -390,12 +398,36 @@ def test_bad_annotations_name_the_file_and_the_record(case, tmp_path, capsys, mo
                       "paco_lvis_v1_train.json", record, message)
 
 
+def test_short_polygons_are_dropped_and_counted_or_padded(tmp_path):
+    # LVIS-style dirt: a polygon of 2 points beside a usable one, and a part whose only polygon is short.
+    data = copy.deepcopy(_train())
+    _mutate(5002, segmentation=[[26, 5, 48, 5, 48, 38, 26, 38], [1, 2, 3, 4]])(data)
+    _mutate(5005, segmentation=[[28, 28, 34, 38]])(data)
+    root, coco = _write_release(tmp_path, train=data)
+    reader = PacoReader(root, coco_images=coco, min_area_fraction=0)
+    chair = next(reader.read("train")).objects[1]
+    assert (chair.category, [p.name for p in chair.parts]) == ("chair", ["seat"])
+    assert masks.iou(chair.mask, masks.encode(_box(26, 5, 48, 38))) > 0.9
+    assert chair.dropped_part_names == {"leg"}  # annotated, so present, but without a mask
+    assert reader.stats.counts["short polygons dropped"] == 2
+    assert reader.stats.counts["annotations without a usable polygon dropped"] == 1
+    padder = PacoReader(root, coco_images=coco, min_area_fraction=0, short_polygons="pad")
+    chair = next(padder.read("train")).objects[1]
+    assert padder.stats.counts["short polygons padded"] == 2
+    # The padded 2-point polygon encloses no pixel: an empty mask, dropped and counted, the leg still present.
+    assert [p.name for p in chair.parts] == ["seat"] and chair.dropped_part_names == {"leg"}
+    assert padder.stats.counts["empty part masks dropped"] == 1
+    assert padder.settings()["short_polygons"] == "pad"
+    with pytest.raises(ValueError, match="short_polygons"):
+        PacoReader(root, short_polygons="ignore")
+
+
 def test_missing_images_are_errors_when_checking(tmp_path, capsys, monkeypatch):
     root, coco = _write_release(tmp_path)
     (coco / "train2017" / "000000000101.jpg").unlink()
     with pytest.raises(SourceError, match=r"paco_lvis_v1_train\.json: image id 101: image file not found"):
         list(PacoReader(root, coco_images=coco).read("train"))
-    assert len(list(PacoReader(root, coco_images=coco, check_images=False).read("train"))) == 3
+    assert len(list(PacoReader(root, coco_images=coco, check_images=False).read("train"))) == 5
     _assert_cli_error(capsys, monkeypatch, ["--paco", str(root), "--coco-images", str(coco)], "image id 101")
 
     (coco / "val2017" / "000000000103.jpg").unlink()

@@ -82,6 +82,57 @@ def test_writer_refuses_what_a_reader_would(tmp_path):
     assert not (tmp_path / "p.json").exists()
 
 
+@pytest.mark.parametrize("name, where", [("trailing_garbage.json", "line 2 column 1"),
+                                         ("trailing_garbage_pretty.json", "column 1")])
+def test_trailing_data_after_the_document_is_called_that(name, where):
+    with pytest.raises(PredictionsError) as caught:
+        read_predictions(CORPUS / name)
+    message = str(caught.value)
+    assert "unexpected data after the end of the predictions document" in message and where in message
+    assert "header" not in message  # was: "a JSON Lines header must not hold 'predictions'"
+
+
+def test_json_lines_line_with_trailing_data():
+    with pytest.raises(PredictionsError, match="line 2: not valid JSON: unexpected data after the end of the JSON "
+                                               "value"):
+        read_predictions(CORPUS / "jsonl_trailing_garbage.jsonl")
+
+
+def test_lone_surrogates_are_rejected_before_any_tokenizer_sees_them(tmp_path):
+    with pytest.raises(PredictionsError, match=r"sample 's0': field 'segments\[0\]\.label': not valid UTF-8 text: "
+                                               r"lone surrogate U\+D800 at character 2"):
+        read_predictions(CORPUS / "label_lone_surrogate.json")
+    images = {"s0": [SIZES[0], SIZES[1]]}
+    folder = tmp_path / "gcg"
+    folder.mkdir()
+    record = gcg_record("s0_IMAGE1", ["le\udc00g"], [box(SIZES[0], 0, 0, 2, 2)])
+    (folder / "s0_IMAGE1.json").write_text(json.dumps(record))  # ensure_ascii writes the escape "\\udc00"
+    with pytest.raises(PredictionsError, match=r"s0_IMAGE1.json: sample 's0_IMAGE1': field 'phrases\[0\]': not valid"):
+        read_predictions(folder, "gcg", images)
+
+
+def test_unknown_keys_warn_once_with_their_names(gt_file, tmp_path, minilm, capsys):
+    rows = make_rows(1)
+    predictions = oracle_predictions(rows)
+    predictions[1]["answer"] = "typo for text"
+    for prediction in predictions:
+        for segment in prediction["segments"]:
+            segment["lable"] = segment.pop("label")
+            segment["label"] = ""
+    predictions[2]["segments"][0]["masks"] = predictions[2]["segments"][0]["mask"]
+    path = write_predictions(tmp_path / "p.json", predictions)
+    read = read_predictions(path)
+    assert read.warnings == [
+        f"{path}: unknown prediction keys ignored: 'answer' (1 prediction, first in sample 's1'); a prediction "
+        f"has sample_id, segments, text",
+        f"{path}: unknown segment keys ignored: 'lable' (12 segments, first in sample 's0'), 'masks' (1 segment, "
+        f"first in sample 's2'); a segment has image_index, label, mask, score"]
+    assert read_predictions(write_predictions(tmp_path / "clean.json", oracle_predictions(rows))).warnings == []
+    assert main([str(path), "--gt", str(gt_file)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("unknown segment keys") == 1 and "'lable'" in err
+
+
 def gcg_record(image_id, phrases, masks, caption="a caption"):
     return {"image_id": image_id, "caption": caption, "phrases": phrases, "pred_masks": masks}
 

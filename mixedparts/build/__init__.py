@@ -46,7 +46,8 @@ def read_pools(readers, options: BuildOptions, progress: bool) -> dict[str, list
                                 unit=" images", disable=None if progress else True))
         source_pools = build_pools(
             images, reader.source,
-            lambda image: canonical_split(image.source, image.split, image.image_id, options.ade_val_fraction))
+            lambda image: canonical_split(image.source, image.split, image.image_id, options.ade_val_fraction),
+            options.part_presence)
         for split in SPLITS:
             if split in source_pools:
                 pools[split].append(source_pools[split])

@@ -85,10 +85,10 @@ class Question:
 
 
 def bundle_readers(bundle: Path, paco=None, coco_images=None, partimagenet=None, ade20k_part234=None,
-                   partimagenet_options: dict | None = None, **options) -> dict:
+                   partimagenet_options: dict | None = None, paco_options: dict | None = None, **options) -> dict:
     readers = {}
     if paco is not None:
-        readers["paco_lvis"] = PacoReader(paco, coco_images=coco_images, **options)
+        readers["paco_lvis"] = PacoReader(paco, coco_images=coco_images, **(paco_options or {}), **options)
     if partimagenet is not None:
         readers["partimagenet"] = BundlePartImageNetReader(partimagenet, bundle, **(partimagenet_options or {}),
                                                             **options)

@@ -9,7 +9,7 @@ import numpy as np
 from mixedparts import masks
 from mixedparts.build import language
 from mixedparts.build.language import Label
-from mixedparts.build.pairing import COMMON_OBJECT, COMMON_PARTS, unique_part_names
+from mixedparts.build.pairing import COMMON_OBJECT, COMMON_PARTS, UNIQUE_PARTS, unique_parts_by_object
 from mixedparts.build.pool import Pool
 from mixedparts.schema import TASKS
 from mixedparts.sources.records import ImageRecord, ObjectRecord
@@ -29,8 +29,10 @@ def materialize(pool: Pool, task: int, objects: tuple[int, ...], seed: int) -> d
     chosen = [image.objects[pool.object_slot[o]] for image, o in zip(images, objects)]
     part_sets = [obj.part_names for obj in chosen]
     common = sorted(frozenset.intersection(*part_sets)) if task == COMMON_PARTS else []
-    unique = unique_part_names(part_sets)
-    unique_by_image = [sorted(p & unique) for p in part_sets] if task not in (COMMON_OBJECT, COMMON_PARTS) else []
+    unique_by_image = []
+    if task == UNIQUE_PARTS:
+        present = [pool.present_part_names(o) for o in objects]
+        unique_by_image = [sorted(names) for names in unique_parts_by_object(part_sets, present)]
     return sample_row(pool.source, pool.split, task, images, chosen, seed, common, unique_by_image)
 
 

@@ -6,7 +6,13 @@ from dataclasses import asdict, dataclass, field
 
 from mixedparts.schema import TASKS
 
-BUILDER_VERSION = "1.0.0"
+BUILDER_VERSION = "1.1.0"  # 1.1: unique parts are decided from every annotation, before the area filter
+
+PART_PRESENCE = ("all-annotations", "surviving-masks")
+"""What makes an object *have* a part when the pairing decides which parts are unique.
+``all-annotations`` (default): any annotation of the part, even one whose masks the area filter drops.
+``surviving-masks`` (builder 1.0): only masks that survive the filter, so a part that is small on the
+other object counts as unique to this one."""
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,7 @@ class BuildOptions:
     ade_val_fraction: float = 0.1  # ADE20K-Part-234 has no val split: this share of training images is val
     shard_rows: int = 50000
     min_area_fraction: float = 0.02
+    part_presence: str = "all-annotations"
 
     def __post_init__(self):
         if not 2 <= self.images_per_sample <= 6:
@@ -33,6 +40,8 @@ class BuildOptions:
             raise ValueError("same_category_fraction must be in [0, 1]")
         if self.shard_rows < 1:
             raise ValueError("shard_rows must be positive")
+        if self.part_presence not in PART_PRESENCE:
+            raise ValueError(f"part_presence must be one of {PART_PRESENCE}, got {self.part_presence!r}")
 
     def fingerprint(self) -> dict:
         """What decides the content of the shards (``shard_rows`` decides the layout, so it counts too)."""

@@ -7,7 +7,11 @@ been drawn before for that task (as an unordered set of objects):
 
 - common_object: all k objects share a category;
 - common_parts: every object has parts and at least one part name is on all k objects;
-- unique_parts: every object has parts and at least one part name is on exactly one object.
+- unique_parts: every object has parts and at least one object has a part name that no other object
+  has at all. "Has at all" counts every annotation of the part, also those whose masks the area
+  filter drops (``BuildOptions.part_presence``): a part that is merely small on the other object is
+  not unique to this one. Masks, and so labels, still come only from masks that survive the filter;
+  common parts need a surviving mask on every object.
 
 Part-task partners come from the anchor's category with probability ``same_category_fraction``,
 otherwise from objects that share a random part name with the anchor (comparable objects of other
@@ -56,22 +60,24 @@ def shuffled(items: tuple, uniform: UniformStream) -> tuple:
     return tuple(items)
 
 
-def unique_part_names(part_sets: list[frozenset]) -> set:
-    seen, repeated = set(), set()
-    for parts in part_sets:
-        repeated |= seen & parts
-        seen |= parts
-    return seen - repeated
+def unique_parts_by_object(part_sets: list[frozenset], present_sets: list[frozenset]) -> list[frozenset]:
+    """Per object: the names it has a surviving mask of (``part_sets``) that no other object has at all
+    (``present_sets``, a superset of ``part_sets`` per object)."""
+    if len(part_sets) == 2:  # the pairing's hot path
+        return [part_sets[0] - present_sets[1], part_sets[1] - present_sets[0]]
+    return [parts - frozenset().union(*(p for j, p in enumerate(present_sets) if j != i))
+            for i, parts in enumerate(part_sets)]
 
 
-def satisfies(task: int, categories: list[int], part_sets: list[frozenset]) -> bool:
+def satisfies(task: int, categories: list[int], part_sets: list[frozenset],
+              present_sets: list[frozenset] | None = None) -> bool:
     if task == COMMON_OBJECT:
         return len(set(categories)) == 1
     if not all(part_sets):
         return False
     if task == COMMON_PARTS:
         return bool(frozenset.intersection(*part_sets))
-    return bool(unique_part_names(part_sets))
+    return any(unique_parts_by_object(part_sets, present_sets if present_sets is not None else part_sets))
 
 
 class Plan:
@@ -107,6 +113,7 @@ def plan_pool(pool: Pool, pool_index: int, options: BuildOptions, rng: np.random
     k = options.images_per_sample
     by_category, by_part = pool.index()
     category_of, parts_of, image_of = pool.object_category, pool.object_parts, pool.object_image
+    present_of = pool.object_present
     usage = [0] * len(pool)
     pair_counts: Counter = Counter()
     seen: set = set()
@@ -160,7 +167,8 @@ def plan_pool(pool: Pool, pool_index: int, options: BuildOptions, rng: np.random
                 pair = (task, tuple(sorted(categories)))
                 if pair_counts[pair] >= options.cap_per_category_pair:
                     continue
-                if not satisfies(task, categories, [parts_of[o] for o in objects]):
+                if not satisfies(task, categories, [parts_of[o] for o in objects],
+                                 [present_of[o] for o in objects]):
                     continue
                 seen.add(key)
                 pair_counts[pair] += 1

@@ -18,9 +18,13 @@ class Pool:
     object_image: list[int] = field(default_factory=list)  # object -> index into images
     object_slot: list[int] = field(default_factory=list)  # object -> index into that image's objects
     object_category: list[int] = field(default_factory=list)  # object -> index into categories
-    object_parts: list[frozenset] = field(default_factory=list)  # object -> part-name ids
+    object_parts: list[frozenset] = field(default_factory=list)  # object -> ids of names with a surviving mask
+    object_dropped: list[frozenset] = field(default_factory=list)  # object -> names present without a mask
     categories: list[str] = field(default_factory=list)
     part_names: list[str] = field(default_factory=list)
+    part_presence: str = "all-annotations"
+    _present: list | None = field(default=None, init=False, repr=False, compare=False)
+    _names: list | None = field(default=None, init=False, repr=False, compare=False)
 
     def add(self, image: ImageRecord, category_ids: dict, part_ids: dict) -> None:
         image_index = len(self.images)
@@ -39,6 +43,29 @@ class Pool:
             self.object_slot.append(slot)
             self.object_category.append(category_ids[obj.category])
             self.object_parts.append(frozenset(ids))
+            self.object_dropped.append(obj.dropped_part_names if self.part_presence == "all-annotations"
+                                       else frozenset())
+        self._present = None
+
+    @property
+    def object_present(self) -> list[frozenset]:
+        """object -> ids of the names that count as present for uniqueness (see BuildOptions.part_presence).
+
+        Names only ever present without a mask get ids after all others, so the ids of masked names,
+        which order the seeded partner draws, are the same under both rules.
+        """
+        if self._present is None:
+            ids = {name: i for i, name in enumerate(self.part_names)}
+            extra = sorted({name for names in self.object_dropped for name in names} - ids.keys())
+            ids.update((name, len(self.part_names) + i) for i, name in enumerate(extra))
+            self._present = [parts | frozenset(ids[name] for name in dropped) if dropped else parts
+                             for parts, dropped in zip(self.object_parts, self.object_dropped)]
+            self._names = self.part_names + extra
+        return self._present
+
+    def present_part_names(self, obj: int) -> frozenset[str]:
+        present = self.object_present[obj]
+        return frozenset(self._names[i] for i in present)
 
     def __len__(self) -> int:
         return len(self.object_image)
@@ -55,7 +82,7 @@ class Pool:
         return as_arrays(by_category), as_arrays(by_part)
 
 
-def build_pools(images, source: str, split_of) -> dict[str, Pool]:
+def build_pools(images, source: str, split_of, part_presence: str = "all-annotations") -> dict[str, Pool]:
     """Group ``images`` of one source into pools by canonical split (``split_of(image) -> split``)."""
     pools: dict[str, Pool] = {}
     names: dict[str, tuple[dict, dict]] = {}
@@ -64,7 +91,7 @@ def build_pools(images, source: str, split_of) -> dict[str, Pool]:
             continue
         split = split_of(image)
         if split not in pools:
-            pools[split] = Pool(source=source, split=split)
+            pools[split] = Pool(source=source, split=split, part_presence=part_presence)
             names[split] = ({}, {})
         pools[split].add(image, *names[split])
     return pools

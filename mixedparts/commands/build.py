@@ -17,7 +17,7 @@ def default_out() -> str:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from mixedparts.build.options import BuildOptions
+    from mixedparts.build.options import PART_PRESENCE, BuildOptions
 
     defaults = BuildOptions()
     add_source_arguments(parser)
@@ -42,6 +42,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ade-val-fraction", type=float, default=defaults.ade_val_fraction,
                         help="share of ADE20K-Part-234 training images used as val (its validation split is test)")
     parser.add_argument("--shard-rows", type=int, default=defaults.shard_rows, help="samples per Parquet shard")
+    parser.add_argument("--part-presence", choices=PART_PRESENCE, default=defaults.part_presence,
+                        help="unique parts: all-annotations (default) counts a part as present on an object if "
+                        "any annotation of it exists, even one below --min-area-fraction, so it is never unique "
+                        "to the other object; surviving-masks (builder 1.0) counts only masks that survive the "
+                        "area filter")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -57,7 +62,7 @@ def options_from(args: argparse.Namespace):
             cap_per_object=args.cap_per_object, cap_per_category_pair=args.cap_per_category_pair,
             same_category_fraction=args.same_category_fraction, max_samples_per_split=args.max_samples_per_split,
             ade_val_fraction=args.ade_val_fraction, shard_rows=args.shard_rows,
-            min_area_fraction=args.min_area_fraction)
+            min_area_fraction=args.min_area_fraction, part_presence=args.part_presence)
     except ValueError as error:
         raise MixedPartsError(str(error)) from None
 

@@ -24,6 +24,9 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--partimagenet-short-polygons", choices=("drop", "pad"), default="drop",
                        help="PartImageNet polygons with fewer than 3 points (known dirt): drop them, or pad them "
                        "by repeating the last point as VLPart does; counted either way")
+    group.add_argument("--paco-short-polygons", choices=("drop", "pad"), default="drop",
+                       help="PACO-LVIS polygons with fewer than 3 points (LVIS-style dirt): drop them, or pad them "
+                       "by repeating the last point; counted either way")
     group.add_argument("--partimagenet-masks", choices=("json", "png"), default="json",
                        help="PartImageNet mask source: the COCO polygons (as the authors) or the PNG label maps")
 
@@ -32,7 +35,8 @@ def source_roots(args: argparse.Namespace) -> dict:
     return {"paco": args.paco, "coco_images": args.coco_images, "partimagenet": args.partimagenet,
             "ade20k_part234": args.ade20k_part234,
             "partimagenet_options": {"short_polygons": args.partimagenet_short_polygons,
-                                     "mask_source": args.partimagenet_masks}}
+                                     "mask_source": args.partimagenet_masks},
+            "paco_options": {"short_polygons": args.paco_short_polygons}}
 
 
 def reader_options(args: argparse.Namespace) -> dict:

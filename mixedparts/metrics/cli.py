@@ -14,13 +14,15 @@ from mixedparts.errors import MixedPartsError
 DESCRIPTION = """\
 Score predictions on a MixedParts split: AP50, mIoU, Recall, SS and S-IoU per task (common_object,
 common_parts, unique_parts) and their unweighted mean, the headline of Calico's tables. Scores are
-percent. Every metric variant below defaults to the specification (shared/reference/metrics.md,
-section 8); the variant used is printed with the result and stored in the --json output.
+percent. Every metric variant below has a documented default (docs/metrics.md, which also defines
+each metric); the variant used is printed with the result and stored in the --json output. A task
+the predictions leave empty scores 0 on every metric; no table ever shows NaN.
 
 Bad input (malformed JSON, wrong format tag, missing fields, duplicate or unknown sample ids,
 invalid RLE, a mask whose size differs from its image, image_index out of range, NaN or infinite
-scores, labels that are not strings) stops with one error line naming the file, the sample and the
-field, exit code 2, and no output written."""
+scores, labels that are not strings or not valid text) stops with one error line naming the file,
+the sample and the field, exit code 2, and no output written. Unknown keys (a typo such as
+"lable") are ignored with one warning naming them."""
 
 EPILOG = """\
 examples:
@@ -32,7 +34,7 @@ examples:
 def build_parser() -> argparse.ArgumentParser:
     from mixedparts.metrics.labels import LABEL_MODES
     from mixedparts.metrics.options import (AP_SCORES, GT_MASKS, LABEL_AVERAGES, LABEL_PAIRS, MIOU_VARIANTS,
-                                            RECALL_MATCHING, TEXT_GATES)
+                                            RECALL_LABELS, RECALL_MATCHING, TEXT_GATES)
     from mixedparts.predictions import FILE_FORMATS
 
     parser = argparse.ArgumentParser(prog="mixedparts-eval", description=DESCRIPTION, epilog=EPILOG,
@@ -67,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--workers", type=non_negative_int, default=0, metavar="N",
                         help="processes scoring units (default: 0 = every available core)")
 
-    variants = parser.add_argument_group("metric variants (metrics.md section 8; the defaults follow the spec)")
+    variants = parser.add_argument_group("metric variants (docs/metrics.md, A3-A11)")
     variants.add_argument("--gt-masks", choices=GT_MASKS, default="all",
                           help="A3. all (default): every GT mask of the posed question, including the object "
                           "masks of part questions' object sentence. parts-only: drop those object masks "
@@ -94,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "Recall is not comparable with GLaMM's")
     variants.add_argument("--recall-text-threshold", type=fraction, default=0.5, metavar="T",
                           help="A7. label cosine similarity a Recall match needs (default: 0.5)")
+    variants.add_argument("--recall-labels", choices=RECALL_LABELS, default="raw",
+                          help="A7. the labels the Recall text gate compares. raw (default): as written in "
+                          "the predictions and the ground truth, as GLaMM compares them. normalized: after "
+                          "the --labels normalization (and --fold-plurals) that SS uses")
     variants.add_argument("--label-pairs", choices=LABEL_PAIRS, default="miou",
                           help="A8. which (predicted, GT) label pairs SS and S-IoU average over. miou "
                           "(default): the mIoU pairs. recall: Recall's matches. text: per unit, the "
@@ -138,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
     options = EvalOptions(gt_masks=args.gt_masks, ap_scores=args.ap_scores, miou=args.miou,
                           recall_matching=args.recall_matching, recall_iou_threshold=args.recall_iou_threshold,
                           recall_text_gate=args.recall_text_gate, recall_text_model=args.recall_text_model,
-                          recall_text_threshold=args.recall_text_threshold, label_pairs=args.label_pairs,
+                          recall_text_threshold=args.recall_text_threshold,
+                          recall_labels=args.recall_labels, label_pairs=args.label_pairs,
                           labels=args.labels, fold_plurals=args.fold_plurals, label_average=args.label_average)
     result = evaluate(truth, predictions, options, bootstrap=args.bootstrap, seed=args.seed, strict=args.strict,
                       workers=args.workers or None)

@@ -6,7 +6,7 @@
     print(format_result(result))
 
 Every metric is computed per task; the headline is the unweighted mean of the task scores, which
-reproduces all 30 cells of Calico's MixedParts tables from their per-task rows (metrics.md 2.2).
+reproduces all 30 cells of Calico's MixedParts tables from their per-task rows (docs/metrics.md).
 """
 
 from __future__ import annotations
@@ -90,9 +90,13 @@ class EvalResult:
 
 
 def macro_mean(values: Iterable[float]) -> float:
-    """The headline: the unweighted mean of the per-task scores present (NaN ones skipped)."""
-    present = [v for v in values if not math.isnan(v)]
-    return sum(present) / len(present) if present else float("nan")
+    """The headline: the unweighted mean of the scores of the tasks in the ground truth.
+
+    Task scores are never NaN (see :meth:`_Scored.metrics`): skipping a task would let a submission
+    that abstains on it raise the headline.
+    """
+    values = list(values)
+    return sum(values) / len(values) if values else 0.0
 
 
 def evaluate(ground_truth: GroundTruth | Sequence[dict], predictions: Predictions | Sequence[dict] | None,
@@ -120,7 +124,7 @@ def evaluate(ground_truth: GroundTruth | Sequence[dict], predictions: Prediction
     if not rows:
         raise MixedPartsError(f"{ground_truth.origin}: the {ground_truth.split} split holds no samples")
     missing = check_against_ground_truth(predictions, ground_truth.image_sizes(), ground_truth.split)
-    warnings = []
+    warnings = list(predictions.warnings)
     if missing:
         shown = ", ".join(repr(s) for s in missing[:3]) + (", ..." if len(missing) > 3 else "")
         if strict:
@@ -129,14 +133,21 @@ def evaluate(ground_truth: GroundTruth | Sequence[dict], predictions: Prediction
         warnings.append(f"{len(missing)} of {len(rows)} samples have no prediction ({shown}); they count as empty")
 
     table = LabelTable(options.labels, options.fold_plurals)
-    units = build_units(rows, predictions.by_sample, table, options)
+    gate_on = options.recall_text_gate == "on"
+    # GLaMM's gate compares the phrases and GT labels as written; "none" keeps them so.
+    recall_table = LabelTable("none") if gate_on and options.recall_labels == "raw" else None
+    units = build_units(rows, predictions.by_sample, table, options, recall_table)
     embedder = embedder or load_embedder(None)
     ss_embeddings = embedder.embed(table.texts)
     recall_embeddings = None
-    if options.recall_text_gate == "on":
+    if gate_on:
         if recall_embedder is None and options.recall_text_model is not None:
             recall_embedder = load_embedder(options.recall_text_model)
-        recall_embeddings = recall_embedder.embed(table.texts) if recall_embedder is not None else ss_embeddings
+        gate_embedder = recall_embedder if recall_embedder is not None else embedder
+        if recall_table is not None:
+            recall_embeddings = gate_embedder.embed(recall_table.texts)
+        else:
+            recall_embeddings = gate_embedder.embed(table.texts) if recall_embedder is not None else ss_embeddings
     chunks = score_units(units, options, ss_embeddings, recall_embeddings, workers)
 
     scored = _Scored.collect(units, chunks, options, table, ss_embeddings)
@@ -212,13 +223,17 @@ class _Scored:
         return self
 
     def metrics(self, selected: np.ndarray) -> dict[str, float]:
-        """The five metrics (fractions) over the units where ``selected`` is true."""
+        """The five metrics (fractions) over the units where ``selected`` is true.
+
+        Where a metric has nothing to average (no GT masks for AP50, no label pairs for SS and S-IoU,
+        no units at all) it is 0, never NaN: an empty task must not drop out of the mean.
+        """
         index = np.flatnonzero(selected)
         if not len(index):
-            return {m: float("nan") for m in METRICS}
+            return {m: 0.0 for m in METRICS}
         ap = ap50.accumulate_ap50([self.eval_imgs[i] for i in index], [self.unit_ids[i] for i in index])
         values = {
-            "AP50": ap,
+            "AP50": 0.0 if math.isnan(ap) else ap,
             "mIoU": float(np.mean(self.miou[index])),
             "Recall": recall_ratio(self.matched[index].sum(), self.gt_count[index].sum()),
         }
@@ -238,7 +253,7 @@ class _Scored:
 
     def _over_pairs(self, ss, siou, pair_unit) -> dict[str, float]:
         if not len(ss):
-            return {"SS": float("nan"), "S-IoU": float("nan")}
+            return {"SS": 0.0, "S-IoU": 0.0}
         if self.options.label_average == "pairs":
             return {"SS": float(np.mean(ss)), "S-IoU": float(np.mean(siou))}
         samples = self.sample[pair_unit]
@@ -251,7 +266,7 @@ class _Scored:
         """Every GT label of the units counts; unpaired ones score 0 (A8 d)."""
         gt_total = self.gt_count[unit_index].sum()
         if not gt_total:
-            return {"SS": float("nan"), "S-IoU": float("nan")}
+            return {"SS": 0.0, "S-IoU": 0.0}
         if self.options.label_average == "pairs":
             return {"SS": float(ss.sum() / gt_total), "S-IoU": float(siou.sum() / gt_total)}
         size = int(self.sample.max()) + 1
@@ -346,9 +361,9 @@ def _bootstrap_task(scored: _Scored, unit_index: np.ndarray, replicates: int, rn
             denominator = per_sample(np.ones(len(values)), owners)
         if scored.options.label_average == "samples":
             has = denominator > 0
-            ratios[name] = (np.where(has, sums / np.where(has, denominator, 1), 0.0), has.astype(float), float("nan"))
+            ratios[name] = (np.where(has, sums / np.where(has, denominator, 1), 0.0), has.astype(float), 0.0)
         else:
-            ratios[name] = (sums, denominator, float("nan"))
+            ratios[name] = (sums, denominator, 0.0)
     detections = _SampleDetections(scored, unit_index, unit_sample, n)
     out = {m: np.empty(replicates) for m in METRICS}
     for b in range(replicates):
@@ -357,7 +372,8 @@ def _bootstrap_task(scored: _Scored, unit_index: np.ndarray, replicates: int, rn
         for name, (numerator, denominator, empty) in ratios.items():
             bottom = weights @ denominator
             out[name][b] = weights @ numerator / bottom if bottom > 0 else empty
-        out["AP50"][b] = detections.ap50(draw)
+        ap = detections.ap50(draw)
+        out["AP50"][b] = 0.0 if math.isnan(ap) else ap  # no GT drawn: 0, as for the point estimate
     return out
 
 

@@ -1,4 +1,4 @@
-"""The metric variants of metrics.md section 8, as one options object whose defaults are the spec's.
+"""The metric variants of docs/metrics.md, as one options object with documented defaults.
 
 Every reported number carries :meth:`EvalOptions.variant`; the defaults reproduce the references
 (GLaMM for AP50 / mIoU / Recall, CaSED for SS / S-IoU) except where the spec says why not.
@@ -15,6 +15,7 @@ AP_SCORES = ("constant", "predicted")
 MIOU_VARIANTS = ("glamm", "per-gt", "hungarian")
 RECALL_MATCHING = ("stop", "skip")
 TEXT_GATES = ("on", "off")
+RECALL_LABELS = ("raw", "normalized")
 LABEL_PAIRS = ("miou", "recall", "text", "all-gt")
 LABEL_AVERAGES = ("pairs", "samples")
 
@@ -41,6 +42,9 @@ class EvalOptions:
     stricter gate, so numbers are not comparable with GLaMM's); a local folder such as
     bert-base-uncased is mean-pooled over all tokens as GLaMM does."""
     recall_text_threshold: float = 0.5
+    recall_labels: str = "raw"
+    """A7: the labels the Recall text gate compares. ``raw``: as written in the files, as GLaMM compares
+    its phrases with its GT labels; ``normalized``: after the ``labels`` normalization SS uses (A9)."""
     label_pairs: str = "miou"
     """A8: which (predicted, GT) label pairs SS and S-IoU average over: ``miou`` = the mIoU pairs;
     ``recall`` = Recall's matches; ``text`` = per unit, the assignment maximizing total SS;
@@ -54,7 +58,8 @@ class EvalOptions:
 
     def __post_init__(self):
         choices = {"gt_masks": GT_MASKS, "ap_scores": AP_SCORES, "miou": MIOU_VARIANTS,
-                   "recall_matching": RECALL_MATCHING, "recall_text_gate": TEXT_GATES, "label_pairs": LABEL_PAIRS,
+                   "recall_matching": RECALL_MATCHING, "recall_text_gate": TEXT_GATES,
+                   "recall_labels": RECALL_LABELS, "label_pairs": LABEL_PAIRS,
                    "labels": LABEL_MODES, "label_average": LABEL_AVERAGES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -70,9 +75,15 @@ class EvalOptions:
             return None
         return self.recall_text_model or "all-MiniLM-L6-v2"
 
+    @property
+    def recall_label_text(self) -> str:
+        if self.recall_labels == "raw":
+            return "raw labels"
+        return f"{self.labels}-normalized labels" + (", plurals folded" if self.fold_plurals else "")
+
     def variant(self) -> dict:
-        """The variant flags, keyed by the metrics.md section 8 item they settle."""
-        gate = (f"{self.recall_text_model_name} >= {self.recall_text_threshold:g}"
+        """The variant flags, keyed by the docs/metrics.md item they settle."""
+        gate = (f"{self.recall_text_model_name} >= {self.recall_text_threshold:g} on {self.recall_label_text}"
                 if self.recall_text_gate == "on" else "off")
         return {
             "A3_gt_masks": self.gt_masks,

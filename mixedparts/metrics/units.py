@@ -1,4 +1,4 @@
-"""Units of mask comparison and their scoring (metrics.md 3, A1).
+"""Units of mask comparison and their scoring (docs/metrics.md, A1).
 
 A unit is one image of one sample: COCO needs equal-sized masks, and the images of a pair differ in
 size. Units are numbered from 1 in ground-truth order (sample order, then image order); that order
@@ -41,39 +41,54 @@ class Units:
     predicted_masks: list[list[dict]]
     predicted_labels: list[np.ndarray]
     scores: list[list[float]]
+    gt_recall_labels: list[np.ndarray] | None = None
+    """Label ids the Recall text gate compares, when they differ from ``gt_labels`` (raw labels)."""
+    predicted_recall_labels: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.unit_ids)
 
 
 def build_units(rows: list[dict], predictions: Mapping[str, dict], table: LabelTable,
-                options: EvalOptions) -> Units:
-    """One unit per (sample, image), GT and predicted segments routed by ``image_index``."""
+                options: EvalOptions, recall_table: LabelTable | None = None) -> Units:
+    """One unit per (sample, image), GT and predicted segments routed by ``image_index``.
+
+    ``recall_table`` interns the labels the Recall gate compares when they are not ``table``'s.
+    """
     sample, image_index, sizes, category = [], [], [], []
     gt_masks, gt_labels, predicted_masks, predicted_labels, scores = [], [], [], [], []
+    gt_recall_labels: list[np.ndarray] = []
+    predicted_recall_labels: list[np.ndarray] = []
     drop_objects = options.gt_masks == "parts-only"
     use_scores = options.ap_scores == "predicted"
     intern = table.intern
+    recall_intern = recall_table.intern if recall_table is not None else None
     for number, row in enumerate(rows):
         images = row["images"]
         count = len(images)
         truth: list[list[dict]] = [[] for _ in range(count)]
         truth_labels: list[list[int]] = [[] for _ in range(count)]
+        truth_recall: list[list[int]] = [[] for _ in range(count)]
         skip_objects = drop_objects and row["task"] in PART_TASKS
         for segment in row["segments"]:
             if skip_objects and segment["kind"] == "object":
                 continue
             truth[segment["image_index"]].append(segment["mask"])
             truth_labels[segment["image_index"]].append(intern(segment["label"], False))
+            if recall_intern is not None:
+                truth_recall[segment["image_index"]].append(recall_intern(segment["label"], False))
         predicted: list[list[dict]] = [[] for _ in range(count)]
         predicted_ids: list[list[int]] = [[] for _ in range(count)]
         predicted_scores: list[list[float]] = [[] for _ in range(count)]
+        predicted_recall: list[list[int]] = [[] for _ in range(count)]
         prediction = predictions.get(row["sample_id"])
         if prediction is not None:
             for segment in prediction["segments"]:
                 k = segment["image_index"]
                 predicted[k].append(segment["mask"])
                 predicted_ids[k].append(intern(segment["label"], True))
+                if recall_intern is not None:
+                    predicted_recall[k].append(recall_intern(segment["label"], True))
                 predicted_scores[k].append(float(segment.get("score", 1.0)) if use_scores else 1.0)
         objects = {obj["image_index"]: obj["category"] for obj in row["objects"]}
         for k in range(count):
@@ -86,9 +101,14 @@ def build_units(rows: list[dict], predictions: Mapping[str, dict], table: LabelT
             predicted_masks.append(predicted[k])
             predicted_labels.append(np.array(predicted_ids[k], dtype=np.int64))
             scores.append(predicted_scores[k])
+            if recall_intern is not None:
+                gt_recall_labels.append(np.array(truth_recall[k], dtype=np.int64))
+                predicted_recall_labels.append(np.array(predicted_recall[k], dtype=np.int64))
+    with_recall = recall_intern is not None
     return Units(np.array(sample, dtype=np.int64), np.array(image_index, dtype=np.int64),
                  list(range(1, len(sample) + 1)), sizes, category, gt_masks, gt_labels, predicted_masks,
-                 predicted_labels, scores)
+                 predicted_labels, scores, gt_recall_labels if with_recall else None,
+                 predicted_recall_labels if with_recall else None)
 
 
 @dataclass
@@ -155,7 +175,11 @@ def score_chunk(bounds: tuple[int, int]) -> ChunkScores:
             miou_pairs.add(u, predicted_labels[p], gt_labels[g])
         similarity = None
         if options.recall_text_gate == "on" and predicted and truth:
-            similarity = text_similarity(recall_embeddings, gt_labels, predicted_labels)
+            if units.gt_recall_labels is not None:
+                similarity = text_similarity(recall_embeddings, units.gt_recall_labels[u],
+                                             units.predicted_recall_labels[u])
+            else:
+                similarity = text_similarity(recall_embeddings, gt_labels, predicted_labels)
         matches = unit_recall(iou.T, similarity, options.recall_iou_threshold, options.recall_text_threshold,
                               options.recall_matching)
         matched[offset] = len(matches)

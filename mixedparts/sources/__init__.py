@@ -17,13 +17,14 @@ __all__ = ["ImageRecord", "ObjectRecord", "PartRecord", "ReadStats", "SourceRead
 
 def open_readers(paco: str | Path | None = None, coco_images: str | Path | None = None,
                  partimagenet: str | Path | None = None, ade20k_part234: str | Path | None = None,
-                 partimagenet_options: dict | None = None, **options) -> list[SourceReader]:
+                 partimagenet_options: dict | None = None, paco_options: dict | None = None,
+                 **options) -> list[SourceReader]:
     """Readers for the releases given (any subset). ``options`` go to every reader."""
     readers: list[SourceReader] = []
     if paco is not None:
         from mixedparts.sources.paco import PacoReader
 
-        readers.append(PacoReader(paco, coco_images=coco_images, **options))
+        readers.append(PacoReader(paco, coco_images=coco_images, **(paco_options or {}), **options))
     if partimagenet is not None:
         from mixedparts.sources.partimagenet import PartImageNetReader
 

@@ -132,13 +132,19 @@ class Ade20kPart234Reader(SourceReader):
             yield self._image_record(split, image, annotations.get(image.id, []), path)
 
     def _category_names(self, block: object, path: Path) -> dict[int, str]:
-        """category_id -> object name: the file's own ``categories`` block if it has one, else the id order."""
+        """category_id -> object name: the file's own ``categories`` block if it has one, else the id order.
+
+        Converters name the categories differently: our 44 short names are used as they are; any other
+        names (such as ADE's full "person, individual, someone, ...") are matched to the 44 objects by
+        ascending id, which is the order every converter writes them in, and that is counted in the stats.
+        """
         known = class_lists().objects
         if not block:
             return dict(enumerate(known))
         if not isinstance(block, list):
             raise SourceError(path, f"'categories' must be a list, got {type(block).__name__}", "categories")
         names: dict[int, str] = {}
+        unknown = None
         for index, category in enumerate(block):
             where = f"categories[{index}]"
             require_keys(category, ("id", "name"), path, where)
@@ -147,11 +153,18 @@ class Ade20kPart234Reader(SourceReader):
             if category["id"] in names:
                 raise SourceError(path, f"duplicate category id {category['id']}", where)
             name = normalize(str(category["name"]))
-            if name not in known:
-                raise SourceError(path, f"category name {category['name']!r} is not one of the 44 "
-                                  "ADE20K-Part-234 objects", where)
+            if name not in known and unknown is None:
+                unknown = (where, category["name"])
             names[category["id"]] = name
-        return names
+        if unknown is None:
+            return names
+        if len(names) != len(known):
+            raise SourceError(path, f"category name {unknown[1]!r} is not one of the {len(known)} ADE20K-Part-234 "
+                              f"objects, and the block has {len(names)} categories, so they cannot be matched by "
+                              f"id order either", unknown[0])
+        self.stats.add(f"{path.name}: categories matched to the {len(known)} objects by id order "
+                       f"(names such as {unknown[1]!r} are not ours)")
+        return {category_id: known[rank] for rank, category_id in enumerate(sorted(names))}
 
     def _images(self, records: object, path: Path) -> dict[int | str, _Image]:
         return {image_id: _Image(image_id, file_name, width, height, where)

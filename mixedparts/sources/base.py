@@ -13,6 +13,8 @@ from mixedparts.errors import SourceError
 from mixedparts.masks import Rle
 from mixedparts.sources.records import DEFAULT_MIN_AREA_FRACTION, ImageRecord, ObjectRecord, PartRecord, ReadStats
 
+IMAGES_WITHOUT_OBJECTS = "images without surviving objects (yielded without objects)"
+
 
 def load_json(path: Path) -> object:
     if not path.is_file():
@@ -65,9 +67,17 @@ class SourceReader:
         return {"min_area_fraction": self.min_area_fraction}
 
     def read(self, split: str) -> Iterator[ImageRecord]:
+        """Every image of the split's annotation file, in file order.
+
+        One rule for all releases: an image none of whose objects survive the filters is still
+        yielded, with no objects, and counted; the builder skips it when it pools objects.
+        """
         if split not in self.splits:
             raise SourceError(self.root, f"unknown split {split!r}; {self.source} has {', '.join(self.splits)}")
-        yield from self._read(split)
+        for image in self._read(split):
+            if not image.objects:
+                self.stats.add(IMAGES_WITHOUT_OBJECTS)
+            yield image
 
     def read_all(self) -> Iterator[ImageRecord]:
         for split in self.splits:
@@ -92,21 +102,28 @@ class SourceReader:
             return None
         return mask_area
 
-    def make_object(self, annotation_id: str, category: str, mask: Rle, parts: Iterable[tuple[str, Rle]],
-                    width: int, height: int) -> ObjectRecord | None:
-        """An object with its surviving parts, or None if the object mask itself is filtered out."""
+    def make_object(self, annotation_id: str, category: str, mask: Rle,
+                    parts: Iterable[tuple[str, Rle | None]], width: int, height: int) -> ObjectRecord | None:
+        """An object with its surviving parts, or None if the object mask itself is filtered out.
+
+        ``parts`` lists every part annotation of the object; a mask of None is an annotation without a
+        usable mask. The names whose every mask is dropped are kept as ``dropped_part_names``: the
+        pairing needs to know the object has them (presence is decided before the area filter).
+        """
         object_area = self.keep_mask(mask, width, height, "object")
         if object_area is None:
             return None
         kept = []
+        annotated = set()
         for name, part_mask in parts:
-            part_area = self.keep_mask(part_mask, width, height, "part")
+            annotated.add(name)
+            part_area = None if part_mask is None else self.keep_mask(part_mask, width, height, "part")
             if part_area is not None:
                 kept.append(PartRecord(name=name, mask=part_mask, area=part_area))
         if not kept:
             self.stats.add("objects without parts (kept for object questions)")
         return ObjectRecord(annotation_id=annotation_id, category=category, mask=mask, area=object_area,
-                            parts=tuple(kept))
+                            parts=tuple(kept), dropped_part_names=frozenset(annotated - {p.name for p in kept}))
 
     def check_image(self, image_path: Path, width: int, height: int, annotation_file: Path, where: str) -> None:
         """The image exists and has the annotated size (reads the header only)."""

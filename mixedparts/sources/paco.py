@@ -14,7 +14,7 @@ from pathlib import Path
 from mixedparts.errors import SourceError
 from mixedparts.masks import Rle
 from mixedparts.sources.base import SourceReader, load_json, require_dir, require_keys
-from mixedparts.sources.coco import is_int, segmentation_to_rle
+from mixedparts.sources.coco import SHORT_POLYGON_POLICIES, is_int, segmentation_to_rle
 from mixedparts.sources.names import normalize, normalize_part
 from mixedparts.sources.records import DEFAULT_MIN_AREA_FRACTION, ImageRecord
 
@@ -48,11 +48,18 @@ class PacoReader(SourceReader):
     splits = ("train", "val", "test")
 
     def __init__(self, root: str | Path, *, coco_images: str | Path | None = None,
-                 min_area_fraction: float = DEFAULT_MIN_AREA_FRACTION, check_images: bool = True):
+                 min_area_fraction: float = DEFAULT_MIN_AREA_FRACTION, check_images: bool = True,
+                 short_polygons: str = "drop"):
+        if short_polygons not in SHORT_POLYGON_POLICIES:
+            raise ValueError(f"short_polygons must be one of {SHORT_POLYGON_POLICIES}, got {short_polygons!r}")
         super().__init__(root, min_area_fraction=min_area_fraction, check_images=check_images)
+        self.short_polygons = short_polygons
         self.coco_images = Path(coco_images) if coco_images is not None else None
         if self.coco_images is not None and check_images:
             require_dir(self.coco_images, "COCO 2017 image root")
+
+    def settings(self) -> dict:
+        return {**super().settings(), "short_polygons": self.short_polygons}
 
     def image_root(self, split: str) -> Path | None:
         """The COCO 2017 root that file names are relative to (None when not given)."""
@@ -95,12 +102,9 @@ class PacoReader(SourceReader):
                         self.stats.add("parts of objects with empty segmentation dropped", orphans)
                     continue
                 obj = self.make_object(str(annotation["id"]), object_names[annotation["category_id"]], object_mask,
-                                       [(name, m) for name, m in part_masks if m is not None], width, height)
+                                       part_masks, width, height)
                 if obj is not None:
                     objects.append(obj)
-            if not objects:
-                self.stats.add("images without surviving objects skipped")
-                continue
             file_name = self._file_name(image["file_name"], split, path, where)
             if self.coco_images is not None:
                 self.check_image(self.coco_images / file_name, width, height, path, where)
@@ -189,17 +193,23 @@ class PacoReader(SourceReader):
         return groups
 
     def _mask(self, annotation: dict, width: int, height: int, path: Path) -> Rle | None:
-        """The annotation's mask as compressed RLE, or None for the empty segmentation some records have."""
+        """The annotation's mask as compressed RLE, or None for the empty segmentation some records have
+        (and for one left without polygons once the short ones are dropped)."""
         segmentation = annotation["segmentation"]
         where = f"annotation id {annotation['id']}"
         if isinstance(segmentation, list) and not segmentation:
             self.stats.add("empty segmentations skipped")
             return None
         try:
-            mask, _ = segmentation_to_rle(segmentation, height, width, short_polygons="error")
-            return mask
+            # LVIS-style polygons with fewer than 3 points occur in real releases: one must not stop a build.
+            mask, short = segmentation_to_rle(segmentation, height, width, short_polygons=self.short_polygons)
         except ValueError as error:
             raise SourceError(path, f"malformed segmentation: {error}", where) from None
+        if short:
+            self.stats.add(f"short polygons {'padded' if self.short_polygons == 'pad' else 'dropped'}", short)
+        if mask is None:
+            self.stats.add("annotations without a usable polygon dropped")
+        return mask
 
     def _file_name(self, file_name: str, split: str, path: Path, where: str) -> str:
         """Relative to the COCO root; a bare name is looked up in train2017/ and val2017/."""

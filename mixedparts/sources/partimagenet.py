@@ -152,8 +152,6 @@ class PartImageNetReader(SourceReader):
                                              wholes_by_image.get(image.id), path)
             else:
                 obj = self._object_from_png(split, image, part_names)
-            if obj is None:
-                self.stats.add("images without an object")
             yield ImageRecord(source=SOURCE, split=split, image_id=f"{SOURCE}:{split}:{image.id}",
                               file_name=image.file_name, width=image.width, height=image.height,
                               objects=(obj,) if obj is not None else ())
@@ -251,10 +249,12 @@ class PartImageNetReader(SourceReader):
     def _object_from_json(self, split: str, image: _Image, part_annotations: list[_Annotation],
                           whole_annotations: list[_Annotation] | None, path: Path) -> ObjectRecord | None:
         parts = []
+        unusable = []  # annotated, so present on the object, but without a mask
         for annotation in part_annotations:
             mask = self._mask(annotation, image, path)
             if mask is None:
                 self.stats.add("part annotations without a usable polygon dropped")
+                unusable.append((annotation.part, None))
             else:
                 parts.append((annotation.part, mask))
         whole_masks = [m for m in (self._mask(a, image, self.whole_file(split)) for a in whole_annotations or [])
@@ -268,7 +268,8 @@ class PartImageNetReader(SourceReader):
             object_mask, annotation_id = masks.union([m for _, m in parts]), f"{split}:image {image.id} parts"
         else:
             return None
-        return self.make_object(annotation_id, image.category, object_mask, parts, image.width, image.height)
+        return self.make_object(annotation_id, image.category, object_mask, parts + unusable, image.width,
+                                image.height)
 
     def _mask(self, annotation: _Annotation, image: _Image, path: Path) -> Rle | None:
         """The annotation's mask, or None when no polygon of at least three points is left."""

@@ -27,10 +27,19 @@ class ObjectRecord:
     mask: Rle
     area: int
     parts: tuple[PartRecord, ...] = ()  # several instances of one part name may occur
+    dropped_part_names: frozenset[str] = frozenset()
+    """Part names annotated on the object none of whose masks survived (below the area filter, empty or
+    unusable). The object still has such a part, so it is never *unique* to another object."""
 
     @property
     def part_names(self) -> frozenset[str]:
+        """Names with at least one mask that survived the filters: what a label's mask can be made of."""
         return frozenset(p.name for p in self.parts)
+
+    @property
+    def annotated_part_names(self) -> frozenset[str]:
+        """Every part name the release annotates on the object, before any filter."""
+        return self.part_names | self.dropped_part_names
 
 
 @dataclass(frozen=True)
