@@ -102,7 +102,7 @@ def _record(out: Path, state: dict, result: tuple[str, str, int], bar) -> None:
 
 def finish(out: Path, shards: dict, split_rows: dict, counts: dict, manifest: dict) -> None:
     """Card, then manifest (last, atomically: the folder is complete once it exists)."""
-    write_card(out, counts, split_rows, title=f"MixedParts (mixedparts {__version__})")
+    write_card(out, counts, split_rows, title=f"MixedParts (mixedparts {__version__})", shards=shards)
     write_json_atomic(out / MANIFEST, {"format": "mixedparts-dataset/1", "builder_version": BUILDER_VERSION,
                                        "mixedparts_version": __version__, **manifest, "splits": split_rows,
                                        "counts": counts, "shards": shards})
