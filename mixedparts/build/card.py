@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import datasets
 import yaml
 
 from mixedparts.atomic import write_json
 
-from mixedparts.schema import SAMPLE_FEATURES, SOURCES, SPLITS, TASKS
+from mixedparts import schema
+from mixedparts.schema import SOURCES, SPLITS, TASKS
 
 
 def source_files(source: str, root: Path) -> list[Path]:
@@ -51,7 +51,9 @@ def content_digest(shards: dict) -> str:
 
 def write_card(out: Path, counts: dict, split_rows: dict, title: str, shards: dict) -> None:
     """README.md whose YAML declares the splits (so plain ``datasets.load_dataset(out)`` works)."""
-    info = datasets.DatasetInfo(features=SAMPLE_FEATURES)._to_yaml_dict()
+    import datasets
+
+    info = datasets.DatasetInfo(features=schema.SAMPLE_FEATURES)._to_yaml_dict()
     header = {
         # ``datasets`` caches a local folder under <folder name>/default/0.0.0/<hash of this YAML>: the
         # hash covers the config (patterns relative to the folder, so never its path) and dataset_info,
