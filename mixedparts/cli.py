@@ -53,8 +53,8 @@ def run_guarded(function, args) -> int:
     except MixedPartsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:  # a command may say how to go on, e.g. that a rerun resumes
+        print(f"interrupted{f': {interrupt}' if str(interrupt) else ''}", file=sys.stderr)
         return 130
 
 

@@ -7,6 +7,7 @@ import os
 
 from mixedparts.commands.sources_args import add_source_arguments, reader_options, source_roots
 
+RESUME_HINT = "run the same command again to resume (finished shards are verified and kept)"
 HELP = "build the MixedParts dataset (Parquet shards + dataset card + manifest) from the source releases"
 
 
@@ -69,7 +70,10 @@ def run(args: argparse.Namespace) -> int:
     options = options_from(args)
     readers = open_readers(**source_roots(args), **reader_options(args))
     out = args.out or default_out()
-    result = build(readers, out, options, workers=max(1, args.workers), progress=not args.quiet)
+    try:
+        result = build(readers, out, options, workers=max(1, args.workers), progress=not args.quiet)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(RESUME_HINT) from None
     for reader in readers:
         print(f"{reader.source}: skipped or repaired — {reader.stats.summary()}")
     total = sum(result.split_rows.values())
