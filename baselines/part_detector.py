@@ -1,6 +1,6 @@
 """Multi-Image VLPart and Multi-Image PartGLEE: a per-image part detector turned into co-segmentation.
 
-The recipe (``shared/reference/model.md`` §4.2), the same for both detectors:
+The recipe (``docs/baselines.md``), the same for both detectors:
 
 1. Vocabulary: every MixedParts object name (``dog``) and every "object part" name, VLPart style
    ``dog:head`` (prompted as "a dog head"), collected from the object categories and part labels of

@@ -1,4 +1,4 @@
-"""The rows Calico's paper reports on MixedParts (shared/reference/metrics.md section 2.2).
+"""The rows Calico's paper reports on MixedParts (docs/metrics.md).
 
 They are shown next to the scored submissions, marked "reported in the paper, not re-scored": they
 come from the paper's tables, not from this server's ground truth, and Calico's own evaluation code

@@ -1,4 +1,4 @@
-"""The predictions file: reading, writing and validating it (format in ``shared/design.md``).
+"""The predictions file: reading, writing and validating it (format in ``docs/formats.md``).
 
 One JSON document::
 

@@ -1,6 +1,6 @@
 """``mixedparts import-calico``: the authors' MixedParts bundle (pair files) as a dataset folder.
 
-The bundle (Hugging Face ``PLAN-Lab/MixedParts``, schema in ``shared/reference/sources.md`` §6.2–6.3)
+The bundle (Hugging Face ``PLAN-Lab/MixedParts``, described in ``docs/sources.md``)
 holds the pair files ``mixed_parts_{train,val,test}.json`` and refined per-source annotations:
 ``PartImageNet/annotations/{split}[_whole]/{split}_mixed_parts.json`` and
 ``ADE20KPart234/ade20k_instance_{train,val}_mixed_parts.json``; PACO-LVIS uses its original files.

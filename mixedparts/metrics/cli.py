@@ -14,8 +14,8 @@ from mixedparts.errors import MixedPartsError
 DESCRIPTION = """\
 Score predictions on a MixedParts split: AP50, mIoU, Recall, SS and S-IoU per task (common_object,
 common_parts, unique_parts) and their unweighted mean, the headline of Calico's tables. Scores are
-percent. Every metric variant below defaults to the specification (shared/reference/metrics.md,
-section 8); the variant used is printed with the result and stored in the --json output.
+percent. Every metric variant below defaults to the specification (docs/metrics.md, variants
+A1–A13); the variant used is printed with the result and stored in the --json output.
 
 Bad input (malformed JSON, wrong format tag, missing fields, duplicate or unknown sample ids,
 invalid RLE, a mask whose size differs from its image, image_index out of range, NaN or infinite
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--workers", type=non_negative_int, default=0, metavar="N",
                         help="processes scoring units (default: 0 = every available core)")
 
-    variants = parser.add_argument_group("metric variants (metrics.md section 8; the defaults follow the spec)")
+    variants = parser.add_argument_group("metric variants (docs/metrics.md; the defaults follow the spec)")
     variants.add_argument("--gt-masks", choices=GT_MASKS, default="all",
                           help="A3. all (default): every GT mask of the posed question, including the object "
                           "masks of part questions' object sentence. parts-only: drop those object masks "

@@ -1,6 +1,6 @@
 """Synthetic PartImageNet **Seg** release: one large object per image, parts as COCO polygons and PNGs.
 
-Layout under ``root`` (as the Seg zip unpacks; see reference/sources.md §2)::
+Layout under ``root`` (as the Seg zip unpacks; see docs/sources.md)::
 
     images/{train,val,test}/<wnid>_<n>.JPEG            flat, named by the real ImageNet WordNet id
     annotations/{split}/{split}.json                   COCO parts: the 40 real part categories
