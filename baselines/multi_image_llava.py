@@ -1,4 +1,4 @@
-"""Multi-Image LISA and Multi-Image GLaMM built from the ``calico_baseline`` blocks (model.md §4.1).
+"""Multi-Image LISA and Multi-Image GLaMM built from the ``calico_baseline`` blocks (docs/model.md).
 
 Same interleaved k-image prompt, ``[SEG]`` -> SAM decoding per image and loss (1·CE + 2·mask + 0.5·Dice)
 as Calico, with their own visual path and no Q-Former, CEM or CAM:

@@ -129,7 +129,7 @@ def _ranked(names: Iterable[str], scores: dict[str, float]) -> list[str]:
 
 def co_segment(row: dict, detections: Sequence[Sequence[Instance]], threshold: float,
                vocabulary: Sequence[str] = ()) -> dict:
-    """The prediction of one sample from each image's detector instances (the §4.2 recipe)."""
+    """The prediction of one sample from each image's detector instances (the recipe in docs/baselines.md)."""
     k = len(row["images"])
     merged = [merge(detections[i], threshold, vocabulary) for i in range(k)]
     if row["task"] == "common_object":

@@ -171,7 +171,7 @@ class CalicoConfig(PretrainedConfig):
 def calico_7b(**overrides) -> CalicoConfig:
     """Paper sizes: EVA ViT-g + BLIP-2 Q-Former (32 queries), DINOv2-giant, Vicuna-7B (GLaMM), SAM ViT-H.
 
-    ≈29.2M trainable (LoRA 4.19M + SAM decoder 4.06M + 2 CAMs 12.64M + CEM 8.30M), see model.md §3.
+    ≈29.2M trainable (LoRA 4.19M + SAM decoder 4.06M + 2 CAMs 12.64M + CEM 8.30M), see docs/model.md.
     """
     return CalicoConfig(**overrides)
 

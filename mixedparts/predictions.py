@@ -68,7 +68,7 @@ class Predictions:
     model: str | None = None
     split: str | None = None
     mismatched: set[str] = field(default_factory=set)
-    """Samples whose answer's ``[SEG]`` count differs from their number of masks (metrics.md A12)."""
+    """Samples whose answer's ``[SEG]`` count differs from their number of masks (docs/metrics.md, A12)."""
 
     @property
     def mask_count(self) -> int:
@@ -294,7 +294,7 @@ def read_gcg_folder(folder: str | os.PathLike, images: Mapping[str, list[tuple[i
     - ``<sample_id>``: a whole sample. If the caption keeps the markup with ``[SEG] (IMAGEk)`` tags,
       the i-th ``[SEG]`` routes and labels the i-th mask; otherwise ``phrases[i]`` labels
       ``pred_masks[i]`` and each mask goes to the one image of its size.
-    Phrase/mask count mismatches follow metrics.md A12: the first min(n) are paired, extra masks get
+    Phrase/mask count mismatches follow docs/metrics.md (A12): the first min(n) are paired, extra masks get
     the label "" and extra phrases are dropped; such samples are counted in ``mismatched``.
     """
     folder = Path(folder)

@@ -1,4 +1,4 @@
-"""The MixedParts metric suite: AP50, mIoU, Recall, SS and S-IoU as metrics.md specifies them.
+"""The MixedParts metric suite: AP50, mIoU, Recall, SS and S-IoU as docs/metrics.md defines them.
 
 One module per metric (``ap50``, ``miou``, ``recall``, ``semantic``), the pairing rules they share
 (``matching``), label normalization (``labels``), text embedders (``text_models``), ground-truth

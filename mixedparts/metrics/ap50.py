@@ -1,4 +1,4 @@
-"""AP50: class-agnostic COCO mask AP at IoU 0.5, computed by pycocotools' COCOeval (metrics.md 4.1, A4).
+"""AP50: class-agnostic COCO mask AP at IoU 0.5, computed by pycocotools' COCOeval (docs/metrics.md, A4).
 
 Each unit (sample, image) is one COCO image; every mask has category 1. GLaMM runs COCOeval with
 default parameters and reports ``stats[1]``. Only the IoU-0.5 threshold, area range "all" and

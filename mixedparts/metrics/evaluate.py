@@ -6,7 +6,7 @@
     print(format_result(result))
 
 Every metric is computed per task; the headline is the unweighted mean of the task scores, which
-reproduces all 30 cells of Calico's MixedParts tables from their per-task rows (metrics.md 2.2).
+reproduces all 30 cells of Calico's MixedParts tables from their per-task rows (docs/metrics.md).
 """
 
 from __future__ import annotations

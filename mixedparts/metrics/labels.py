@@ -1,4 +1,4 @@
-"""Label normalization for SS, S-IoU and the recall text gate (metrics.md A9, A10).
+"""Label normalization for SS, S-IoU and the recall text gate (docs/metrics.md, A9, A10).
 
 GT labels are bare names ("leg"); generated phrases carry an article ("the leg"). Without dropping
 the article a perfect answer scores S-IoU 0.5, far below the 93.4 Calico reports, hence the default.

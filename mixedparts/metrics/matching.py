@@ -1,4 +1,4 @@
-"""Pairing masks within one unit the way GLaMM's GCG evaluation does (metrics.md 4.2, 4.3).
+"""Pairing masks within one unit the way GLaMM's GCG evaluation does (docs/metrics.md).
 
 All functions take a dense IoU matrix and return index pairs; they never decode masks.
 """

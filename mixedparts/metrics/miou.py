@@ -1,4 +1,4 @@
-"""mIoU as GLaMM's GCG evaluation computes it (metrics.md 4.2, A5).
+"""mIoU as GLaMM's GCG evaluation computes it (docs/metrics.md, A5).
 
 Per unit: pair predicted and GT masks greedily by the largest IoU (one-to-one, IoU > 0 only) and
 average the paired IoUs; a unit with no pair scores 0. mIoU is the mean over all units, including

@@ -1,4 +1,4 @@
-"""The metric variants of metrics.md section 8, as one options object whose defaults are the spec's.
+"""The metric variants of docs/metrics.md (A1–A13), as one options object whose defaults are the spec's.
 
 Every reported number carries :meth:`EvalOptions.variant`; the defaults reproduce the references
 (GLaMM for AP50 / mIoU / Recall, CaSED for SS / S-IoU) except where the spec says why not.
@@ -71,7 +71,7 @@ class EvalOptions:
         return self.recall_text_model or "all-MiniLM-L6-v2"
 
     def variant(self) -> dict:
-        """The variant flags, keyed by the metrics.md section 8 item they settle."""
+        """The variant flags, keyed by the docs/metrics.md variant (A1–A13) they settle."""
         gate = (f"{self.recall_text_model_name} >= {self.recall_text_threshold:g}"
                 if self.recall_text_gate == "on" else "off")
         return {

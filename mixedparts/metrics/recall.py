@@ -1,4 +1,4 @@
-"""Recall as GLaMM's GCG evaluation computes it (metrics.md 4.3, A6, A7).
+"""Recall as GLaMM's GCG evaluation computes it (docs/metrics.md, A6, A7).
 
 Per unit: pair GT and predicted masks greedily by the largest IoU; a pair counts if its IoU and
 its label similarity both reach 0.5, and the loop stops at the first pair that fails. Recall is

@@ -1,4 +1,4 @@
-"""SS and S-IoU: label quality over (predicted label, GT label) pairs (metrics.md 4.4, 4.5, A8, A9, A11).
+"""SS and S-IoU: label quality over (predicted label, GT label) pairs (docs/metrics.md, A8, A9, A11).
 
 SS is the cosine of all-MiniLM-L6-v2 embeddings (CaSED / Osprey); S-IoU is the Jaccard of word
 sets (CaSED). Both are averaged over pairs; which pairs is A8. A pair with an empty label on either

@@ -1,4 +1,4 @@
-"""Text embedders for SS and the recall gate (metrics.md 4.3, 4.4, 6).
+"""Text embedders for SS and the recall gate (docs/metrics.md).
 
 An embedder maps a list of distinct strings to L2-normalized rows, so cosine is a dot product.
 Evaluation embeds each distinct label once per run, in batches. Models load lazily and once per

@@ -1,4 +1,4 @@
-"""Units of mask comparison and their scoring (metrics.md 3, A1).
+"""Units of mask comparison and their scoring (docs/metrics.md, A1).
 
 A unit is one image of one sample: COCO needs equal-sized masks, and the images of a pair differ in
 size. Units are numbered from 1 in ground-truth order (sample order, then image order); that order

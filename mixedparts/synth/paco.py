@@ -1,6 +1,6 @@
 """Synthetic PACO-LVIS: one LVIS-style JSON per split, objects and their parts in one annotation list.
 
-Written as ``paco_lvis_v1.zip`` unpacks, next to the COCO 2017 images it points at (sources.md §1)::
+Written as ``paco_lvis_v1.zip`` unpacks, next to the COCO 2017 images it points at (docs/sources.md)::
 
     ROOT/annotations/paco_lvis_v1_{train,val,test}.json
     COCO/train2017/<id:012d>.jpg      images of PACO train and val (val was carved out of LVIS train)

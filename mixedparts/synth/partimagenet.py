@@ -40,7 +40,7 @@ from mixedparts.synth.draw import DrawnImage, ObjectTemplate, PartSpec, draw_ima
 SOURCE = "partimagenet"
 SPLITS = ("train", "val", "test")
 
-# The release's 40 part categories, ids 0-39 in this order (sources.md §2.2).
+# The release's 40 part categories, ids 0-39 in this order (docs/sources.md).
 PART_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Quadruped", ("Head", "Body", "Foot", "Tail")),
     ("Biped", ("Head", "Body", "Hand", "Foot", "Tail")),
