@@ -7,8 +7,10 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mixedparts.cli import DefaultsHelpFormatter
+
     parser = argparse.ArgumentParser(prog="calico-predict", description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="folder written by calico-train (save_pretrained)")
     parser.add_argument("--data", required=True, help="built MixedParts dataset folder")
     parser.add_argument("--split", default="test")
