@@ -73,3 +73,24 @@ def test_output_into_a_closed_pipe_ends_quietly(built):
     finally:
         os.close(write_end)
     assert result.stderr == "" and result.returncode == 1
+
+
+def test_synth_shows_progress_per_release_and_split(tmp_path, monkeypatch):
+    import tqdm
+
+    from mixedparts.synth import synthesize
+
+    bars = []
+
+    class Recorder(tqdm.tqdm):
+        def __init__(self, *args, **kwargs):
+            bars.append((kwargs.get("desc"), kwargs.get("total")))
+            super().__init__(*args, **{**kwargs, "disable": True})
+
+    monkeypatch.setattr(tqdm, "tqdm", Recorder)
+    record = synthesize(tmp_path / "s", scale="tiny", sources=("partimagenet",), progress=True)
+    assert [d for d, _ in bars] == ["drawing PartImageNet train", "drawing PartImageNet val", "drawing PartImageNet test"]
+    assert sum(total for _, total in bars) == len(record["partimagenet"])
+    bars.clear()
+    synthesize(tmp_path / "quiet", scale="tiny", sources=("partimagenet",))
+    assert bars == []

@@ -40,7 +40,7 @@ from pycocotools import mask as mask_utils
 
 from mixedparts import masks
 from mixedparts.sources.paco import IMAGE_FOLDER_OF_SPLIT, SOURCE, SPLIT_FILE
-from mixedparts.synth.common import drawn_entry, image_rng, write_jpeg, write_json
+from mixedparts.synth.common import drawing, drawn_entry, image_rng, write_jpeg, write_json
 from mixedparts.synth.draw import (DrawnImage, DrawnObject, DrawnPart, ObjectTemplate, PartSpec, Shape, draw_image,
                                    render)
 
@@ -442,7 +442,7 @@ def write(root: Path, coco_root: Path, *, scale: str, seed: int, images: bool) -
     for split in SPLITS:
         jobs = [_Job(coco_root, split, index, seed, size, images) for index in range(counts[split])]
         image_list, object_list, pending_parts = [], [], []
-        for image, stubs, entry in _draw_all(jobs):
+        for image, stubs, entry in drawing(_draw_all(jobs), len(jobs), f"PACO-LVIS {split}"):
             image_list.append(image)
             for stub in stubs:
                 obj = {"id": next_id, "image_id": image["id"], **stub.annotation, "obj_ann_id": next_id}

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from mixedparts import masks
-from mixedparts.synth.common import drawn_entry, image_rng, write_jpeg, write_json, write_png
+from mixedparts.synth.common import drawing, drawn_entry, image_rng, write_jpeg, write_json, write_png
 from mixedparts.synth.draw import DrawnImage, ObjectTemplate, PartSpec, draw_image, label_map, render
 
 SOURCE = "partimagenet"
@@ -294,7 +294,7 @@ def write(root: Path, coco_root: Path, *, scale: str, seed: int, images: bool) -
     for split in SPLITS:
         job = _Job(root=root, seed=seed, split=split, width=width, height=height, images=images)
         coco_images, part_annotations, whole_annotations = [], [], []
-        for index, item in enumerate(_draw_split(job, counts[split])):
+        for index, item in enumerate(drawing(_draw_split(job, counts[split]), counts[split], f"PartImageNet {split}")):
             image_id = index + 1
             coco_images.append({"id": image_id, "file_name": item.file_name, "width": width, "height": height})
             obj = item.drawn.objects[0]
