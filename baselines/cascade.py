@@ -1,4 +1,4 @@
-"""Cascade "Sparkles + GPT-4o + LISA" (model.md §4.4): describer -> structurer -> referring segmenter.
+"""Cascade "Sparkles + GPT-4o + LISA" (docs/model.md): describer -> structurer -> referring segmenter.
 
 Three stages behind small interfaces, so each can be swapped:
 

@@ -31,6 +31,9 @@ SYSTEMS = {
                 "describer (chat endpoint) -> structurer (JSON via chat API) -> single-image referring segmenter"),
 }
 
+# Systems whose options live apart from their (torch-importing) module, so that --help stays instant.
+OPTIONS_MODULES = {"lisa": "baselines.multi_image_llava_options", "glamm": "baselines.multi_image_llava_options"}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mixedparts-baseline", description=__doc__.strip().splitlines()[0])
@@ -45,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--limit", type=int, default=None, help="predict only the first N samples")
         sub.add_argument("--image-root", action="append", default=[], metavar="SOURCE=PATH",
                          help="where a source's images are, overriding the dataset manifest (repeatable)")
-        importlib.import_module(module_name).configure(sub)
+        importlib.import_module(OPTIONS_MODULES.get(name, module_name)).configure(sub)
     text = "fine-tune Multi-Image LISA or GLaMM on MixedParts with their own recipe (LoRA + unfrozen modules)"
     sub = commands.add_parser("train", help=text, description=text)
     importlib.import_module("baselines.train").configure(sub)

@@ -1,7 +1,7 @@
 """What every baseline shares: reading a split, opening its images, and writing one prediction.
 
 A prediction is built from *groups*: a label and its mask in one or more images. :func:`compose`
-turns the groups of a sample into the answer text (the markup of ``shared/design.md``) and the
+turns the groups of a sample into the answer text (the markup of ``docs/formats.md``) and the
 ``segments`` list in ``[SEG]`` order, so text and masks always agree.
 """
 

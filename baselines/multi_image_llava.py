@@ -1,4 +1,4 @@
-"""Multi-Image LISA and Multi-Image GLaMM built from the ``calico_baseline`` blocks (model.md §4.1).
+"""Multi-Image LISA and Multi-Image GLaMM built from the ``calico_baseline`` blocks (docs/model.md).
 
 Same interleaved k-image prompt, ``[SEG]`` -> SAM decoding per image and loss (1·CE + 2·mask + 0.5·Dice)
 as Calico, with their own visual path and no Q-Former, CEM or CAM:
@@ -34,6 +34,8 @@ from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from calico_baseline.config import VICUNA_7B, CalicoConfig
 from calico_baseline.modeling import CalicoForCausalLM
+
+from baselines.multi_image_llava_options import configure  # noqa: F401  (kept importable from here)
 
 CLIP_L14 = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16,
             "patch_size": 14, "image_size": 224}
@@ -233,18 +235,6 @@ def load_model(system: str, model_dir=None, checkpoint=None, clip=None, tokenize
     except (OSError, ValueError) as error:
         raise BaselineError(f"{system}: cannot load the model: {error}") from None
     return model.to(device).eval(), tokenizer
-
-
-def configure(parser) -> None:
-    parser.add_argument("--model", metavar="DIR", help="fine-tuned model folder (calico_baseline save_trained layout)")
-    parser.add_argument("--checkpoint", metavar="PATH", help="the official checkpoint (LISA-7B-v1 / "
-                        "GLaMM-GranD-Pretrained), file or folder")
-    parser.add_argument("--clip", metavar="PATH", help="a transformers CLIP checkpoint, when the official one "
-                        "lacks the vision tower")
-    parser.add_argument("--tokenizer", metavar="DIR", help="tokenizer folder (default: the checkpoint folder)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--max-new-tokens", type=int, default=128)
 
 
 def _run(system: str, args, rows: list[dict], images) -> list[dict]:

@@ -1,6 +1,6 @@
 """Multi-Image VLPart and Multi-Image PartGLEE: a per-image part detector turned into co-segmentation.
 
-The recipe of the Calico paper's Multi-Image VLPart / PartGLEE baselines, the same for both detectors:
+The recipe (``docs/baselines.md``), the same for both detectors:
 
 1. Vocabulary: every MixedParts object name (``dog``) and every "object part" name, VLPart style
    ``dog:head`` (prompted as "a dog head"), collected from the object categories and part labels of
@@ -149,7 +149,7 @@ def _ranked(names: Iterable[str], scores: dict[str, float]) -> list[str]:
 
 def co_segment(row: dict, detections: Sequence[Sequence[Instance]], threshold: float,
                vocabulary: Sequence[str] = ()) -> dict:
-    """The prediction of one sample from each image's detector instances (the §4.2 recipe)."""
+    """The prediction of one sample from each image's detector instances (the recipe in docs/baselines.md)."""
     k = len(row["images"])
     merged = [merge(detections[i], threshold, vocabulary) for i in range(k)]
     if row["task"] == "common_object":

@@ -1,6 +1,6 @@
 """``mixedparts-baseline train lisa|glamm --data DIR --out FOLDER [--config YAML] [--set section.key=value] [--resume]``.
 
-Fine-tunes Multi-Image LISA or GLaMM on MixedParts with their own recipe (model.md §4.1): LoRA r 8 /
+Fine-tunes Multi-Image LISA or GLaMM on MixedParts with their own recipe (docs/model.md): LoRA r 8 /
 alpha 16 on q/v plus the modules both repositories unfreeze (SAM mask decoder, ``text_hidden_fcs``,
 ``lm_head``, ``embed_tokens``); AdamW lr 3e-4, betas (0.9, 0.95), weight decay 0, WarmupDecayLR with
 100 warm-up steps, batch 2 × 10 accumulation, 5000 steps (LISA: 10 epochs × 500 steps), clip 1.0.

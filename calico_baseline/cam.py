@@ -1,4 +1,4 @@
-"""CAM, the Correspondence Adaptation Module, and the decoder layer that applies it (model.md §1.5).
+"""CAM, the Correspondence Adaptation Module, and the decoder layer that applies it (docs/model.md).
 
 A CAM at layer ℓ changes the hidden states *entering* decoder layer ℓ:
   instr = h_ℓ[last prompt token]                                  B×d

@@ -1,4 +1,4 @@
-"""CEM, the Correspondence Extraction Module: EVA-CLIP features attend to DINOv2 features (model.md §1.3).
+"""CEM, the Correspondence Extraction Module: EVA-CLIP features attend to DINOv2 features (docs/model.md).
 
 F_cem = F_clip + out_proj(MHA(q = F_clip, k = v = F_dino)), out_proj zero-initialised so CEM starts as the identity.
 Per image by default; ``joint=True`` lets each image attend to the DINOv2 tokens of all images of its sample.

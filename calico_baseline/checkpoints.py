@@ -1,4 +1,4 @@
-"""Real checkpoints from local paths (model.md §2.2) and save/load of what was trained.
+"""Real checkpoints from local paths (docs/model.md) and save/load of what was trained.
 
 Key maps, checkpoint → Calico:
   GLaMM (``MBZUAI/GLaMM-*``, sharded safetensors/bin with an index):

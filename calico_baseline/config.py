@@ -4,7 +4,7 @@ Sub-model settings are plain dicts (JSON-friendly) turned into transformers conf
 ``vision_config`` (Blip2VisionConfig: EVA-CLIP ViT-g), ``qformer_config`` (Blip2QFormerConfig),
 ``dino_config`` (Dinov2Config), ``text_config`` (LlamaConfig) and ``sam_config`` (segment-anything sizes).
 Every ablation of the paper is one field: ``use_qformer``, ``use_dino``, ``use_cem``, ``use_cam``, ``cam_layers``.
-See ``shared/reference/model.md`` for where each default comes from.
+See ``docs/model.md`` for where each default comes from.
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ class CalicoConfig(PretrainedConfig):
 def calico_7b(**overrides) -> CalicoConfig:
     """Paper sizes: EVA ViT-g + BLIP-2 Q-Former (32 queries), DINOv2-giant, Vicuna-7B (GLaMM), SAM ViT-H.
 
-    ≈29.2M trainable (LoRA 4.19M + SAM decoder 4.06M + 2 CAMs 12.64M + CEM 8.30M), see model.md §3.
+    ≈29.2M trainable (LoRA 4.19M + SAM decoder 4.06M + 2 CAMs 12.64M + CEM 8.30M), see docs/model.md.
     """
     return CalicoConfig(**overrides)
 

@@ -61,7 +61,7 @@ class CalicoProcessor:
         out = {"clip_pixels": np.stack([resized_view(im, clip_size, CLIP_MEAN, CLIP_STD) for im in images]),
                "original_sizes": [(im.height, im.width) for im in images]}
         if c.cem_enabled:
-            # same size as the EVA view so the patch grids line up (model.md §1.1); DINOv2 interpolates positions
+            # same size as the EVA view so the patch grids line up (docs/model.md); DINOv2 interpolates positions
             out["dino_pixels"] = np.stack([resized_view(im, clip_size, IMAGENET_MEAN, IMAGENET_STD) for im in images])
         views = [sam_view(im, c.sam_config["image_size"]) for im in images]
         out["sam_pixels"] = np.stack([v for v, _ in views])

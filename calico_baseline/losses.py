@@ -1,4 +1,4 @@
-"""Mask losses, reduced as GLaMM/LISA do (model.md §1.7): per-mask pixel mean, then sum / number of masks."""
+"""Mask losses, reduced as GLaMM/LISA do (docs/model.md): per-mask pixel mean, then sum / number of masks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``CalicoForCausalLM``: the whole model (model.md §1) with explicit shapes.
+"""``CalicoForCausalLM``: the whole model (docs/model.md) with explicit shapes.
 
 Batch layout (built by :mod:`calico_baseline.data`), B samples with N images in total, T tokens:
   input_ids        B×T   text ids; every visual-token slot holds ``config.image_placeholder_id`` (-200)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-
 
 def build_parser() -> argparse.ArgumentParser:
+    from mixedparts.cli import DefaultsHelpFormatter
+
     parser = argparse.ArgumentParser(prog="calico-predict", description=__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="folder written by calico-train (save_pretrained)")
     parser.add_argument("--data", required=True, help="built MixedParts dataset folder")
     parser.add_argument("--split", default="test")
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--limit", type=int, default=None, help="first N samples only")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
                         help="weights dtype; bf16/fp16 build the model on the meta device and load the base checkpoints "
                              "straight into it (low memory), and generate under autocast")
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    import torch
     from tqdm import tqdm
     from transformers import AutoTokenizer
 
@@ -53,6 +54,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if not Path(args.checkpoint).is_dir():
         raise MixedPartsError(f"{args.checkpoint}: checkpoint folder not found (a folder written by calico-train)")
+    if args.device is None:
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     rows = read_rows(args.data, args.split, args.limit)
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     model = CalicoForCausalLM.from_pretrained(args.checkpoint, device=args.device, dtype=dtype, glamm=args.glamm,

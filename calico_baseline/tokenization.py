@@ -1,4 +1,4 @@
-"""Prompt template and tokenization (model.md §1.4).
+"""Prompt template and tokenization (docs/model.md).
 
 Vicuna v1 conversation as in GLaMM/LISA; each image is written ``IMAGEk <im_start><image><im_end>``
 and every ``<image>`` becomes ``visual_tokens_per_image`` slots holding ``IMAGE_PLACEHOLDER_ID`` (-200).

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 DEFAULTS = {
     "model": {"preset": "calico-tiny", "overrides": {}, "tokenizer": None, "base_checkpoints": {},
@@ -62,6 +61,7 @@ def lr_lambda(warmup: int, total: int):
 
 
 def build_model_and_tokenizer(config: dict, rows: list[dict]):
+    import torch
     from transformers import AutoTokenizer
 
     from calico_baseline.checkpoints import build_low_memory, load_base_checkpoints
@@ -84,9 +84,9 @@ def build_model_and_tokenizer(config: dict, rows: list[dict]):
         overrides.setdefault("seg_token_id", tokenizer.convert_tokens_to_ids("[SEG]"))
     bases = {k: v for k, v in (m["base_checkpoints"] or {}).items() if v}
     model_config = preset(m["preset"], base_checkpoints=bases, **overrides)
-    dtype = DTYPES[m.get("dtype") or "fp32"]
+    dtype = torch_dtype(m.get("dtype") or "fp32")
     if bases and m.get("dtype"):  # low memory: meta device, checkpoints loaded straight into dtype
-        model, _ = build_low_memory(model_config, dtype=dtype, trainable_dtype=DTYPES[m.get("trainable_dtype") or "fp32"])
+        model, _ = build_low_memory(model_config, dtype=dtype, trainable_dtype=torch_dtype(m.get("trainable_dtype") or "fp32"))
         return model, tokenizer
     model = CalicoForCausalLM(model_config)
     if bases:
@@ -94,15 +94,24 @@ def build_model_and_tokenizer(config: dict, rows: list[dict]):
     if dtype != torch.float32:
         model.to(dtype)
         for param in model.trainable_parameters().values():
-            param.data = param.data.to(DTYPES[m.get("trainable_dtype") or "fp32"])
+            param.data = param.data.to(torch_dtype(m.get("trainable_dtype") or "fp32"))
     return model, tokenizer
 
 
-DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-          "fp16": torch.float16, "float16": torch.float16}
+# Names, not torch dtypes: importing torch at module level would make `calico-train --help` take seconds.
+DTYPE_NAMES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
+               "fp16": "float16", "float16": "float16"}
+
+
+def torch_dtype(name: str):
+    import torch
+
+    return getattr(torch, DTYPE_NAMES[name])
 
 
 def set_seed(seed: int) -> None:
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -116,6 +125,7 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
 def train(config: dict, resume: bool = False, build_model=None) -> Path:
     """Train from ``config``; ``build_model(config, rows) -> (model, tokenizer)`` lets other systems built
     from Calico's blocks (Multi-Image LISA/GLaMM in ``baselines``) reuse this loop unchanged."""
+    import torch
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
     from tqdm import tqdm

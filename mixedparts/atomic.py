@@ -11,6 +11,16 @@ from pathlib import Path
 from typing import IO
 
 
+def _process_umask() -> int:
+    # os.umask can only be read by setting it; done once, at import, before any thread writes files.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _process_umask()
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[IO[str]]:
     """A text file handle whose content replaces ``path`` only if the block finishes without error."""
@@ -21,6 +31,8 @@ def atomic_output(path: str | os.PathLike) -> Iterator[IO[str]]:
     try:
         with handle:
             yield handle
+        # NamedTemporaryFile creates 0600; give the file the mode any other file written here would get.
+        os.chmod(handle.name, 0o666 & ~_UMASK)
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from mixedparts import __version__
@@ -29,6 +30,18 @@ COMMANDS = {
 }
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" only where it informs: not to flags (a --no-x flag's default True reads as
+    if it were on), not to options without a default, and not where the help already names it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (isinstance(action.default, bool) or action.default in (None, [], "") or "default" in text.lower()
+                or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))):
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mixedparts",
@@ -40,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
         sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP,
-                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                    formatter_class=DefaultsHelpFormatter)
         module.configure(sub)
         sub.set_defaults(_run=module.run)
     return parser
@@ -53,8 +66,12 @@ def run_guarded(function, args) -> int:
     except MixedPartsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except BrokenPipeError:  # e.g. `mixedparts inspect --json | head`: the reader left, nothing is wrong here
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the final flush at exit does not raise again
+        return 1
+    except KeyboardInterrupt as interrupt:  # a command may say how to go on, e.g. that a rerun resumes
+        print(f"interrupted{f': {interrupt}' if str(interrupt) else ''}", file=sys.stderr)
         return 130
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from mixedparts.errors import MixedPartsError
+from mixedparts.schema import SOURCES
 
 # What each source's image root is, for the error messages.
 ROOT_HINTS = {
@@ -88,6 +89,10 @@ class ImageResolver:
                  origin: str | None = None):
         self.manifest_roots = {k: dict(v) if isinstance(v, Mapping) else v for k, v in (manifest_roots or {}).items()}
         self.user_roots = {k: dict(v) if isinstance(v, Mapping) else v for k, v in (user_roots or {}).items()}
+        unknown = sorted(set(self.user_roots) - set(SOURCES))
+        if unknown:  # a misspelt source would otherwise be ignored, and its images looked for elsewhere
+            raise MixedPartsError(f"image root given for unknown source {unknown[0]!r}; the sources are "
+                                  f"{', '.join(SOURCES)} (e.g. --image-root paco_lvis=/data/coco)")
         self.origin = origin
         self._chosen: dict[tuple[str, str], tuple[Path, str]] = {}
 

@@ -64,9 +64,49 @@ def resolve(path: str | os.PathLike | None = DEFAULT_NAME) -> Path | str:
     folder = Path(text).expanduser()
     if folder.is_dir():
         return _checked_folder(folder)
-    if HUB_ID.match(text) and not text.startswith((".", "/", "~")):
-        return text
-    raise DatasetLoadError(f"{text}: no such dataset folder (and not a Hub repo id of the form org/name)")
+    if HUB_ID.match(text) and not looks_local(text):
+        if not hub_offline() or in_hub_cache(text):
+            return text
+        raise DatasetLoadError(f"{text}: folder not found{_nearby(folder)}, and as a Hub repo id it is not in the "
+                               f"local Hub cache (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set)")
+    raise DatasetLoadError(f"{text}: folder not found{_nearby(folder)}")
+
+
+def looks_local(text: str) -> bool:
+    """A path, not ``org/name``: explicitly relative or absolute, or its first part is a local folder
+    (``mixedparts-demo/datset`` is a typo, not a Hub repo: asking the Hub costs retries and names no folder)."""
+    if text.startswith((".", "/", "~")) or "\\" in text:
+        return True
+    return Path(text.split("/")[0]).expanduser().is_dir()
+
+
+def hub_offline() -> bool:
+    """The environment ``huggingface_hub`` and ``datasets`` read to stay off the network."""
+    return any(os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE")
+               for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def in_hub_cache(repo_id: str) -> bool:
+    """Whether an offline ``datasets.load_dataset(repo_id)`` could find it: the Hub's download cache
+    (``datasets--org--name``) or ``datasets``' own (``org___name``)."""
+    from huggingface_hub import constants
+
+    org, name = repo_id.split("/")
+    datasets_cache = Path(os.environ.get("HF_DATASETS_CACHE") or Path(constants.HF_HOME) / "datasets")
+    return (Path(constants.HF_HUB_CACHE) / f"datasets--{org}--{name}").is_dir() or \
+        (datasets_cache.expanduser() / f"{org}___{name}").is_dir()
+
+
+def _nearby(folder: Path) -> str:
+    """Where the path stops existing, and what is there: a typo shows next to the right name."""
+    parent = folder.parent
+    while not parent.is_dir() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return ""
+    names = sorted(p.name for p in parent.iterdir() if p.is_dir() and not p.name.startswith("."))
+    shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+    return f" ({parent} holds {shown})" if names else f" ({parent} holds no folders)"
 
 
 def _checked_folder(folder: Path) -> Path:

@@ -1,4 +1,4 @@
-"""The answer markup: ``<p> phrase </p> [SEG] (IMAGE1) [SEG] (IMAGE2)`` (see ``shared/design.md``).
+"""The answer markup: ``<p> phrase </p> [SEG] (IMAGE1) [SEG] (IMAGE2)`` (see ``docs/formats.md``).
 
 The i-th ``[SEG]`` of an answer is the i-th segment; its ``(IMAGEk)`` tag (1-based) names its image.
 """

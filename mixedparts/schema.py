@@ -1,11 +1,11 @@
 """The sample row and the predictions file: the two formats every part of the project shares.
 
-Defined once here (see ``shared/design.md``); builder, loader, eval, models and leaderboard import them.
+Defined once here (described in ``docs/formats.md``); builder, loader, eval, models and leaderboard
+import them. The ``datasets`` features are built on first use (``SAMPLE_FEATURES``, ``RLE_FEATURE``):
+importing ``datasets`` takes seconds, and the names below are needed by every ``--help``.
 """
 
 from __future__ import annotations
-
-import datasets
 
 SOURCES = ("paco_lvis", "partimagenet", "ade20k_part234", "synthetic")
 SPLITS = ("train", "val", "test")
@@ -14,36 +14,48 @@ SEGMENT_KINDS = ("object", "common_part", "unique_part")
 
 PREDICTIONS_FORMAT = "mixedparts-predictions/1"
 
-RLE_FEATURE = {"size": datasets.List(datasets.Value("int32")), "counts": datasets.Value("string")}
+# The column order of SAMPLE_FEATURES (tests/test_cli_startup.py checks that they agree).
+SAMPLE_FIELDS = ("sample_id", "source", "split", "task", "images", "objects", "question", "answer", "segments")
 
-SAMPLE_FEATURES = datasets.Features(
-    {
-        "sample_id": datasets.Value("string"),
-        "source": datasets.Value("string"),
-        "split": datasets.Value("string"),
-        "task": datasets.Value("string"),
-        "images": datasets.List(
-            {
-                "image_id": datasets.Value("string"),
-                "file_name": datasets.Value("string"),
-                "width": datasets.Value("int32"),
-                "height": datasets.Value("int32"),
-            }
-        ),
-        "objects": datasets.List({"image_index": datasets.Value("int32"), "category": datasets.Value("string")}),
-        "question": datasets.Value("string"),
-        "answer": datasets.Value("string"),
-        "segments": datasets.List(
-            {
-                "label": datasets.Value("string"),
-                "kind": datasets.Value("string"),
-                "image_index": datasets.Value("int32"),
-                "mask": RLE_FEATURE,
-            }
-        ),
-    }
-)
 
-SAMPLE_FIELDS = tuple(SAMPLE_FEATURES)
+def _features() -> dict:
+    import datasets
+
+    rle = {"size": datasets.List(datasets.Value("int32")), "counts": datasets.Value("string")}
+    sample = datasets.Features(
+        {
+            "sample_id": datasets.Value("string"),
+            "source": datasets.Value("string"),
+            "split": datasets.Value("string"),
+            "task": datasets.Value("string"),
+            "images": datasets.List(
+                {
+                    "image_id": datasets.Value("string"),
+                    "file_name": datasets.Value("string"),
+                    "width": datasets.Value("int32"),
+                    "height": datasets.Value("int32"),
+                }
+            ),
+            "objects": datasets.List({"image_index": datasets.Value("int32"), "category": datasets.Value("string")}),
+            "question": datasets.Value("string"),
+            "answer": datasets.Value("string"),
+            "segments": datasets.List(
+                {
+                    "label": datasets.Value("string"),
+                    "kind": datasets.Value("string"),
+                    "image_index": datasets.Value("int32"),
+                    "mask": rle,
+                }
+            ),
+        }
+    )
+    return {"RLE_FEATURE": rle, "SAMPLE_FEATURES": sample}
+
+
+def __getattr__(name: str):
+    if name in ("RLE_FEATURE", "SAMPLE_FEATURES"):
+        globals().update(_features())
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 PREDICTION_FIELDS = ("sample_id", "text", "segments")
 PREDICTED_SEGMENT_FIELDS = ("label", "image_index", "mask")  # plus an optional "score"

@@ -3,8 +3,10 @@ with a prediction, a second row shows the predicted masks and each ground-truth 
 :func:`draw_grid` makes a contact sheet of many samples.
 
 Colours are assigned per picture from a palette of well-separated colours, in the order labels first
-appear (the same label has the same colour in the ground-truth and prediction rows). Object masks of
-part questions are drawn lightly with a thick outline so that the parts on them stay readable.
+appear (the same label has the same colour in the ground-truth and prediction rows). Masks are tinted
+lightly and outlined strongly (the synthetic images are themselves flat colour polygons); object masks
+of part questions lighter still, so that the parts on them stay readable; outlines that would coincide
+are drawn nested. ``image_row`` adds the plain images.
 """
 
 from __future__ import annotations
@@ -106,12 +108,20 @@ def _outline(mask: np.ndarray, width: int = 1) -> np.ndarray:
     return mask & ~inner
 
 
-def overlay(image: Image.Image, segments: Sequence[Mapping], colours: Colours | None = None,
-            height: int | None = None, alpha: float = 0.55) -> Image.Image:
-    """``image`` (resized to ``height``) with each segment's mask blended in its label's colour and outlined.
+def _shrunk(mask: np.ndarray, width: int) -> np.ndarray:
+    """``mask`` eroded by ``width`` pixels (4-neighbourhood)."""
+    return mask & ~_outline(mask, width) if width > 0 else mask
 
-    Segments of kind ``object`` in a picture that also has parts are drawn first, lightly, with a
-    thick outline. Masks whose size differs from the image are skipped.
+
+def overlay(image: Image.Image, segments: Sequence[Mapping], colours: Colours | None = None,
+            height: int | None = None, alpha: float = 0.3) -> Image.Image:
+    """``image`` (resized to ``height``) with each segment's mask tinted lightly in its label's colour and
+    outlined strongly, so that the picture's own content stays readable under the masks.
+
+    Segments of kind ``object`` in a picture that also has parts are drawn first, lighter, with a
+    thicker outline. A mask whose outline would fall on one already drawn (e.g. two labels predicted
+    with the same box) is outlined a few pixels further inside, so that every mask stays visible.
+    Masks whose size differs from the image are skipped.
     """
     colours = colours or Colours()
     image = image.convert("RGB")
@@ -124,6 +134,8 @@ def overlay(image: Image.Image, segments: Sequence[Mapping], colours: Colours | 
     display = (pixels.shape[1], pixels.shape[0])
     has_parts = any(s.get("kind", "object") != "object" for s in segments)
     ordered = sorted(segments, key=lambda s: 0 if s.get("kind") == "object" else 1)
+    outlines: list[tuple[np.ndarray, np.ndarray]] = []
+    drawn = np.zeros(pixels.shape[:2], dtype=bool)
     for segment in ordered:
         mask = segment["mask"]
         mask = rle.decode(mask) if isinstance(mask, Mapping) else np.asarray(mask, dtype=bool)
@@ -132,9 +144,21 @@ def overlay(image: Image.Image, segments: Sequence[Mapping], colours: Colours | 
         mask = _resized_mask(mask, display)
         colour = np.array(colours(segment["label"]), dtype=np.float32)
         light = has_parts and segment.get("kind") == "object"
-        strength = 0.22 if light else alpha
+        strength = 0.15 if light else alpha
         pixels[mask] = (1 - strength) * pixels[mask] + strength * colour
-        pixels[_outline(mask, 3 if light else 2)] = colour
+        width = 4 if light else 3
+        region, inset = mask, 0
+        while _outline(region, width).any() and inset < 5 and \
+                (_outline(region, width) & drawn).sum() > 0.5 * _outline(region, width).sum():
+            inset += 1
+            region = _shrunk(mask, inset * (width + 1))
+        edge = _outline(region, width)
+        drawn |= edge
+        outlines.append((edge, _outline(region, 1), colour))
+    # Outlines last, over every tint, each with a dark outer rim so that it reads on light and dark content.
+    for edge, rim, colour in outlines:
+        pixels[edge] = colour
+        pixels[rim] = 0.35 * colour
     return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
 
 
@@ -191,15 +215,17 @@ def _legend(row: Mapping) -> list[tuple[str, str]]:
 
 
 def draw_sample(row: Mapping, images: Sequence[Image.Image], prediction: Mapping | None = None,
-                title: str | None = None, height: int = ROW_HEIGHT) -> Image.Image:
-    """The picture of one sample (and optionally a prediction for it)."""
+                title: str | None = None, height: int = ROW_HEIGHT, image_row: bool = False) -> Image.Image:
+    """The picture of one sample (and optionally a prediction for it); ``image_row`` puts the images
+    without any overlay above the masks (what a figure shows next to them)."""
     font, bold = _font(), _font(FONT_SIZE + 2)
     sizes = [(int(i["height"]), int(i["width"])) for i in row["images"]]
     colours = Colours([s["label"] for s in row["segments"]])
     if prediction is not None:
         for segment in prediction.get("segments", []):
             colours(segment.get("label", ""))
-    rows = [("ground truth", _tiles(images, row["segments"], colours, height, sizes))]
+    rows = [("images", _tiles(images, [], colours, height, sizes))] if image_row else []
+    rows.append(("ground truth", _tiles(images, row["segments"], colours, height, sizes)))
     if prediction is not None:
         caption = f"prediction{' (' + title + ')' if title else ''}"
         rows.append((caption, _tiles(images, prediction.get("segments", []), colours, height, sizes)))

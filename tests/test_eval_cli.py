@@ -127,7 +127,7 @@ def test_bad_ground_truth_and_arguments(truth, tmp_path, capsys):
     rows, folder = truth
     path = write_predictions(tmp_path / "p.json", oracle_predictions(rows))
     code, _, err = score([path, "--data", tmp_path / "nowhere"], capsys)
-    assert code == 2 and "no such dataset folder" in err
+    assert code == 2 and "nowhere: folder not found" in err
     code, _, err = score([path, "--data", folder / "dataset", "--split", "val"], capsys)
     assert code == 2 and "no split 'val' (splits present: test)" in err
     code, _, err = score([path, "--gt", folder / "gt.jsonl", "--split", "val"], capsys)

@@ -54,6 +54,7 @@ def test_stats_of_a_stream_match(built, monkeypatch):
     local = compute_stats(built.data, top=10)
     real_load = datasets.load_dataset
     monkeypatch.setattr(datasets, "load_dataset", lambda path, **kw: real_load(str(built.data), **kw))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # offline, an uncached Hub id is refused up front
     hub = compute_stats("someone/mixedparts", top=10)
     assert hub["dataset"] == "someone/mixedparts"
     for key in ("samples", "counts", "masks_per_sample", "images_per_sample", "top_object_labels", "top_part_labels"):

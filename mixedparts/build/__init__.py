@@ -21,7 +21,7 @@ from mixedparts.build.options import BuildOptions
 from mixedparts.build.pairing import Plan, plan_pool
 from mixedparts.build.pool import Pool, build_pools
 from mixedparts.build.splits import canonical_split
-from mixedparts.build.writer import finish, prepare_output, write_dataset
+from mixedparts.build.writer import check_output, finish, prepare_output, write_dataset
 from mixedparts.errors import MixedPartsError
 from mixedparts.schema import SPLITS, TASKS
 
@@ -92,7 +92,8 @@ def build(readers, out: str | Path, options: BuildOptions = BuildOptions(), work
     sources = {r.source: {"root": str(r.root.resolve()),
                           "files": checksum_files(source_files(r.source, r.root), r.root),
                           "settings": r.settings()} for r in readers}
-    state = prepare_output(out, {"options": options.fingerprint(), "sources": sources})
+    fingerprint = {"options": options.fingerprint(), "sources": sources}
+    check_output(out, fingerprint)
 
     clock = time.perf_counter()
     pools = read_pools(readers, options, progress)
@@ -102,6 +103,7 @@ def build(readers, out: str | Path, options: BuildOptions = BuildOptions(), work
     seconds["pairing"] = time.perf_counter() - clock
     if not plans:
         raise MixedPartsError("the sources hold no usable objects (after the area filter)")
+    state = prepare_output(out, fingerprint)  # only now: bad input above leaves the folder untouched
 
     def row_at(split: str, i: int) -> dict:
         pool_index, task, objects = plans[split].row(i)

@@ -1,6 +1,6 @@
 """``mixedparts import-calico``: the authors' MixedParts bundle (pair files) as a dataset folder.
 
-The bundle (Hugging Face ``PLAN-Lab/MixedParts``, schema in ``shared/reference/sources.md`` §6.2–6.3)
+The bundle (Hugging Face ``PLAN-Lab/MixedParts``, described in ``docs/sources.md``)
 holds the pair files ``mixed_parts_{train,val,test}.json`` and refined per-source annotations:
 ``PartImageNet/annotations/{split}[_whole]/{split}_mixed_parts.json`` and
 ``ADE20KPart234/ade20k_instance_{train,val}_mixed_parts.json``; PACO-LVIS uses its original files.
@@ -27,7 +27,7 @@ from mixedparts import masks
 from mixedparts.build.card import checksum_files, source_files
 from mixedparts.build.materialize import sample_row
 from mixedparts.build.pairing import COMMON_OBJECT, COMMON_PARTS, UNIQUE_PARTS
-from mixedparts.build.writer import finish, prepare_output, write_dataset
+from mixedparts.build.writer import check_output, finish, prepare_output, write_dataset
 from mixedparts.errors import MixedPartsError, SourceError
 from mixedparts.schema import SPLITS, TASKS
 from mixedparts.sources.ade20k_part234 import SPLIT_FILE_SUFFIX, Ade20kPart234Reader, class_lists
@@ -261,7 +261,7 @@ def import_bundle(bundle: str | Path, out: str | Path, *, seed: int = 0, shard_r
                for name, r in readers.items()}
     fingerprint = {"import": "calico-bundle", "seed": seed, "shard_rows": shard_rows, "bundle": bundle_files,
                    "sources": sources}
-    state = prepare_output(out, fingerprint)
+    check_output(out, fingerprint)
 
     stats: Counter = Counter()
     importer = BundleImporter(bundle, readers, stats, progress)
@@ -269,6 +269,7 @@ def import_bundle(bundle: str | Path, out: str | Path, *, seed: int = 0, shard_r
     questions = {split: qs for split, qs in questions.items() if qs}
     if not questions:
         raise MixedPartsError("the bundle's pair files yield no question for the given sources")
+    state = prepare_output(out, fingerprint)  # only now: bad input above leaves the folder untouched
 
     def row_at(split: str, i: int) -> dict:
         q = questions[split][i]

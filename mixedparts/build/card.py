@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import datasets
 import yaml
 
 from mixedparts.atomic import write_json
 
-from mixedparts.schema import SAMPLE_FEATURES, SOURCES, SPLITS, TASKS
+from mixedparts import schema
+from mixedparts.schema import SOURCES, SPLITS, TASKS
 
 
 def source_files(source: str, root: Path) -> list[Path]:
@@ -43,12 +43,26 @@ def checksum_files(files: list[Path], root: Path) -> dict:
     return out
 
 
-def write_card(out: Path, counts: dict, split_rows: dict, title: str) -> None:
+def content_digest(shards: dict) -> str:
+    """sha256 over every shard's name and sha256: one name for exactly this content."""
+    listing = "".join(f"{name}:{shards[name]['sha256']}\n" for name in sorted(shards))
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def write_card(out: Path, counts: dict, split_rows: dict, title: str, shards: dict) -> None:
     """README.md whose YAML declares the splits (so plain ``datasets.load_dataset(out)`` works)."""
-    info = datasets.DatasetInfo(features=SAMPLE_FEATURES)._to_yaml_dict()
+    import datasets
+
+    info = datasets.DatasetInfo(features=schema.SAMPLE_FEATURES)._to_yaml_dict()
     header = {
+        # ``datasets`` caches a local folder under <folder name>/default/0.0.0/<hash of this YAML>: the
+        # hash covers the config (patterns relative to the folder, so never its path) and dataset_info,
+        # not the files. Two builds in folders of the same name, or a rebuild in place, would share
+        # one cache entry and the second would load the first one's rows. The config's description is
+        # in that hash, so naming the shards' content there gives every build its own entry.
         "configs": [{"config_name": "default",
-                     "data_files": [{"split": s, "path": f"data/{s}-*"} for s in SPLITS if s in split_rows]}],
+                     "data_files": [{"split": s, "path": f"data/{s}-*"} for s in SPLITS if s in split_rows],
+                     "description": f"MixedParts shards, content sha256 {content_digest(shards)}"}],
         "dataset_info": {"features": info["features"]},
         "task_categories": ["image-segmentation"],
         "pretty_name": "MixedParts",

@@ -1,6 +1,6 @@
 """Questions and answers in the authors' format, with our own wording.
 
-Articles follow the authors' data (see ``shared/reference/metrics.md`` §2.3): the object sentence
+Articles follow the authors' data (see ``docs/building.md``): the object sentence
 always uses "a"/"an"; part phrases use "the" or "a"/"an" chosen per sample; singular unique-part
 templates use only "the". Labels in ``segments`` stay bare; only the answer text carries articles.
 """

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mixedparts.schema import SAMPLE_FEATURES
+from mixedparts import schema
 
 ROW_GROUP_ROWS = 2000  # small row groups keep streaming reads cheap
 
@@ -28,7 +28,7 @@ def sha256_of(path: Path) -> str:
 
 def write_shard(rows: list[dict], path: Path) -> str:
     """Write ``rows`` to ``path`` via a temporary file; returns the file's sha256."""
-    table = pa.Table.from_pylist(rows, schema=SAMPLE_FEATURES.arrow_schema)
+    table = pa.Table.from_pylist(rows, schema=schema.SAMPLE_FEATURES.arrow_schema)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     pq.write_table(table, temporary, compression="zstd", row_group_size=ROW_GROUP_ROWS,
                    write_statistics=False)

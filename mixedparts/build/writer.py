@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,26 +38,54 @@ def _write_one(job: tuple[str, int, int, str]) -> tuple[str, str, int]:
     return Path(path).name, write_shard(rows, Path(path)), len(rows)
 
 
-def prepare_output(out: Path, fingerprint: dict) -> dict:
-    """Start or resume a build in ``out``; refuse to mix builds of different inputs or options."""
-    state_path = out / STATE_FILE
+def check_output(out: Path, fingerprint: dict) -> None:
+    """Refuse, before any work and without writing anything, a folder this build may not use."""
     if out.exists() and not out.is_dir():
         raise MixedPartsError(f"{out}: exists and is not a folder")
-    if state_path.is_file():
-        state = json.loads(state_path.read_text())
-        if state.get("fingerprint") != fingerprint:
+    state = _read_state(out)
+    if state is not None:
+        # A state without finished shards holds no work (e.g. an older run that failed on bad input).
+        if state.get("fingerprint") != fingerprint and state.get("shards"):
             raise MixedPartsError(f"{out}: holds a build with other sources or options; use another --out, or "
                                   "delete the folder to rebuild")
-        (out / MANIFEST).unlink(missing_ok=True)  # incomplete again until this run finishes
-        for leftover in (out / "data").glob(".*.tmp-*"):  # from a writer killed mid-shard
-            leftover.unlink()
-        return state
-    if out.exists() and any(out.iterdir()):
+        return
+    if out.exists() and any(p for p in out.iterdir() if not _is_leftover(p)):
         raise MixedPartsError(f"{out}: folder exists, is not empty and holds no MixedParts build")
+
+
+def prepare_output(out: Path, fingerprint: dict) -> dict:
+    """Start or resume a build in ``out``; call it once the sources have been read (a run that fails on
+    bad input must leave nothing behind that refuses the corrected command)."""
+    check_output(out, fingerprint)
+    state = _read_state(out)
+    if state is not None and state.get("fingerprint") == fingerprint:
+        _remove_leftovers(out)
+        return state
     out.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(out)
     state = {"fingerprint": fingerprint, "shards": {}}
-    write_json_atomic(state_path, state)
+    write_json_atomic(out / STATE_FILE, state)
     return state
+
+
+def _read_state(out: Path) -> dict | None:
+    path = out / STATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise MixedPartsError(f"{path}: unreadable build state ({error}); delete the folder to rebuild") from None
+
+
+def _is_leftover(path: Path) -> bool:
+    """Temporary files of a killed run: shards (``data/.NAME.tmp-PID``), state and manifest (``.NAME.XXXX``)."""
+    return path.name.startswith((f".{STATE_FILE}.", f".{MANIFEST}."))
+
+
+def _remove_leftovers(out: Path) -> None:
+    for leftover in [*(out / "data").glob(".*.tmp-*"), *(p for p in out.iterdir() if _is_leftover(p))]:
+        leftover.unlink(missing_ok=True)
 
 
 def write_dataset(out: Path, state: dict, split_rows: dict[str, int], row_at: Callable[[str, int], dict],
@@ -76,13 +105,16 @@ def write_dataset(out: Path, state: dict, split_rows: dict[str, int], row_at: Ca
             start = index * shard_rows
             jobs.append((split, start, min(total, start + shard_rows), str(path)))
     (out / "data").mkdir(parents=True, exist_ok=True)
+    if jobs:  # incomplete again until this run finishes; a rerun that only verifies keeps the manifest
+        (out / MANIFEST).unlink(missing_ok=True)
 
     _ROW_AT[:] = [row_at]
     try:
         with tqdm(total=sum(end - start for _, start, end, _ in jobs), desc="writing shards", unit=" samples",
                   disable=None if progress else True) as bar:
             if workers > 1 and len(jobs) > 1:
-                with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
+                with multiprocessing.get_context("fork").Pool(min(workers, len(jobs)),
+                                                              initializer=_leave_interrupts_to_parent) as pool:
                     for result in pool.imap_unordered(_write_one, jobs):
                         _record(out, state, result, bar)
             else:
@@ -91,6 +123,12 @@ def write_dataset(out: Path, state: dict, split_rows: dict[str, int], row_at: Ca
     finally:
         _ROW_AT.clear()
     return {name: state["shards"][name] for name in names}, len(jobs), kept
+
+
+def _leave_interrupts_to_parent() -> None:
+    # Ctrl-C reaches every process of the group: without this each worker prints a traceback; the parent
+    # stops the pool and says how to resume, and the next run removes the half-written temporary shards.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _record(out: Path, state: dict, result: tuple[str, str, int], bar) -> None:
@@ -102,7 +140,7 @@ def _record(out: Path, state: dict, result: tuple[str, str, int], bar) -> None:
 
 def finish(out: Path, shards: dict, split_rows: dict, counts: dict, manifest: dict) -> None:
     """Card, then manifest (last, atomically: the folder is complete once it exists)."""
-    write_card(out, counts, split_rows, title=f"MixedParts (mixedparts {__version__})")
+    write_card(out, counts, split_rows, title=f"MixedParts (mixedparts {__version__})", shards=shards)
     write_json_atomic(out / MANIFEST, {"format": "mixedparts-dataset/1", "builder_version": BUILDER_VERSION,
                                        "mixedparts_version": __version__, **manifest, "splits": split_rows,
                                        "counts": counts, "shards": shards})

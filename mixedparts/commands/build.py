@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 
-from mixedparts.commands.sources_args import add_source_arguments, reader_options, source_roots
+from mixedparts.commands.sources_args import (add_source_arguments, reader_options, source_roots,
+                                              warn_without_coco_images)
 
+RESUME_HINT = "run the same command again to resume (finished shards are verified and kept)"
 HELP = "build the MixedParts dataset (Parquet shards + dataset card + manifest) from the source releases"
 
 
@@ -27,7 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                         help="processes writing shards (the output is identical for any value)")
     parser.add_argument("--images-per-sample", type=int, default=defaults.images_per_sample,
-                        help="k images per sample (2 as in the paper; 3 and 4 work too)")
+                        help="k images per sample, 2 to 6 (2 as in the paper)")
     parser.add_argument("--max-samples-per-split", type=int, default=None,
                         help="keep at most this many samples per split (a seeded random subset)")
     for task, value in defaults.partners_per_anchor.items():
@@ -72,9 +74,13 @@ def run(args: argparse.Namespace) -> int:
     from mixedparts.sources import open_readers
 
     options = options_from(args)
+    warn_without_coco_images(args)
     readers = open_readers(**source_roots(args), **reader_options(args))
     out = args.out or default_out()
-    result = build(readers, out, options, workers=max(1, args.workers), progress=not args.quiet)
+    try:
+        result = build(readers, out, options, workers=max(1, args.workers), progress=not args.quiet)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(RESUME_HINT) from None
     for reader in readers:
         print(f"{reader.source}: skipped or repaired — {reader.stats.summary()}")
     total = sum(result.split_rows.values())

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mixedparts.commands.sources_args import add_source_arguments, reader_options, source_roots
+from mixedparts.commands.sources_args import (add_source_arguments, reader_options, source_roots,
+                                              warn_without_coco_images)
 
 HELP = "convert the authors' MixedParts bundle (mixed_parts_{train,val,test}.json pair files) into a dataset folder"
 
@@ -24,10 +25,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mixedparts.build.calico_import import import_bundle
 
+    warn_without_coco_images(args)
     roots = source_roots(args)
-    split_rows, stats = import_bundle(args.bundle, args.out, seed=args.seed, shard_rows=args.shard_rows,
-                                      workers=max(1, args.workers), progress=not args.quiet, **roots,
-                                      **reader_options(args))
+    try:
+        split_rows, stats = import_bundle(args.bundle, args.out, seed=args.seed, shard_rows=args.shard_rows,
+                                          workers=max(1, args.workers), progress=not args.quiet, **roots,
+                                          **reader_options(args))
+    except KeyboardInterrupt:
+        from mixedparts.commands.build import RESUME_HINT
+
+        raise KeyboardInterrupt(RESUME_HINT) from None
     for what, n in sorted(stats.items()):
         print(f"  {what}: {n}")
     print(f"wrote {sum(split_rows.values()):,} samples ({', '.join(f'{s}: {n:,}' for s, n in split_rows.items())}) "

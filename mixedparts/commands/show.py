@@ -25,6 +25,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--columns", type=int, default=3, help="cards per row of the --grid contact sheet")
     parser.add_argument("--blank", action="store_true", help="draw on blank canvases of the images' sizes (when the "
                         "images are not at hand)")
+    parser.add_argument("--image-row", action="store_true", help="one sample: add a row of the plain images, "
+                        "without masks, above the ground truth")
     parser.add_argument("--out", help="PNG to write (default: sample.png, or grid.png with --grid)")
 
 
@@ -92,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: {args.predictions} has no prediction for {row['sample_id']}: drawn as empty")
             prediction = {"sample_id": row["sample_id"], "text": "", "segments": []}
             title = f"{title}: no prediction for this sample"
-    picture = draw_sample(row, images_of(row), prediction, title=title)
+    picture = draw_sample(row, images_of(row), prediction, title=title, image_row=args.image_row)
     out = Path(args.out or "sample.png")
     out.parent.mkdir(parents=True, exist_ok=True)
     picture.save(out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from mixedparts.sources.records import DEFAULT_MIN_AREA_FRACTION
 
@@ -29,6 +30,14 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
                        "by repeating the last point; counted either way")
     group.add_argument("--partimagenet-masks", choices=("json", "png"), default="json",
                        help="PartImageNet mask source: the COCO polygons (as the authors) or the PNG label maps")
+
+
+def warn_without_coco_images(args: argparse.Namespace) -> None:
+    """Not an error (the annotations alone build fine), but every PACO-LVIS image would be unresolvable later."""
+    if args.paco and not args.coco_images:
+        print("warning: --paco without --coco-images: PACO-LVIS images are not checked and the dataset records no "
+              "image root for them; pass --image-root paco_lvis=COCO_ROOT (or image_roots=) to show or decode "
+              "those rows", file=sys.stderr)
 
 
 def source_roots(args: argparse.Namespace) -> dict:

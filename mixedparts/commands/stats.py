@@ -29,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top < 1:
         raise MixedPartsError("--top must be positive")
+    if args.histogram and not Path(args.histogram).parent.is_dir():  # before the work, and no silent mkdir
+        raise MixedPartsError(f"--histogram {args.histogram}: folder {Path(args.histogram).parent} not found")
     stats = compute_stats(args.data, args.splits, top=args.top)
     if not stats["samples"]:
         raise MixedPartsError(f"{stats['dataset']}: no samples")
@@ -38,7 +40,6 @@ def run(args: argparse.Namespace) -> int:
         print(format_stats(stats))
     if args.histogram:
         path = Path(args.histogram)
-        path.parent.mkdir(parents=True, exist_ok=True)
         draw_histograms(stats).save(path)
         print(f"histogram: {path}", file=sys.stderr if args.json else sys.stdout)
     return 0

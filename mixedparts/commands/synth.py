@@ -17,6 +17,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes")
     parser.add_argument("--no-images", dest="images", action="store_false",
                         help="skip the JPEG pixels (annotations and part PNGs only), e.g. for build benchmarks")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--sources", default="paco_lvis,partimagenet,ade20k_part234",
                         help="comma-separated releases to write")
 
@@ -25,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
     from mixedparts.synth import source_paths, synthesize
 
     sources = tuple(s.strip() for s in args.sources.split(",") if s.strip())
-    record = synthesize(args.out, scale=args.scale, seed=args.seed, images=args.images, sources=sources)
+    record = synthesize(args.out, scale=args.scale, seed=args.seed, images=args.images, sources=sources,
+                        progress=not args.quiet)
     paths = source_paths(args.out)
     for name, images in record.items():
         objects = sum(len(i["objects"]) for i in images)

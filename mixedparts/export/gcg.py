@@ -1,4 +1,4 @@
-"""The ground-truth files GLaMM's GCG evaluation reads (``eval/gcg/evaluate.py``; metrics.md section 7).
+"""The ground-truth files GLaMM's GCG evaluation reads (``eval/gcg/evaluate.py``, see docs/formats.md).
 
 For one split and one task, in ``GTDIR``:
 

@@ -1,4 +1,4 @@
-"""PACO-LVIS reader: ``paco_lvis_v1_{train,val,test}.json`` over the COCO 2017 images (sources.md §1).
+"""PACO-LVIS reader: ``paco_lvis_v1_{train,val,test}.json`` over the COCO 2017 images (docs/sources.md).
 
 Objects and parts share one annotation list. An object annotation's ``obj_ann_id`` is its own id; a
 part's names its object in the same image. Part categories are spelled ``object:part``

@@ -1,6 +1,6 @@
 """Reader for the PartImageNet **Seg** release (train/val/test share its 158 classes).
 
-Layout (reference/sources.md §2)::
+Layout (docs/sources.md)::
 
     ROOT/images/{split}/<wnid>_<n>.JPEG
     ROOT/annotations/{split}/{split}.json          COCO part polygons, 40 categories "Quadruped Head", ...

@@ -38,8 +38,11 @@ def source_paths(out: str | Path) -> dict[str, Path]:
 
 
 def synthesize(out: str | Path, scale: str = "tiny", seed: int = 0, images: bool = True,
-               sources: tuple[str, ...] = tuple(WRITERS)) -> dict[str, list[dict]]:
+               sources: tuple[str, ...] = tuple(WRITERS), progress: bool = False) -> dict[str, list[dict]]:
     """Write the synthetic releases into ``out`` (absent or empty) atomically; return the drawn record."""
+    from mixedparts.synth import common
+
+    common.SHOW_PROGRESS[:] = [progress]
     out = Path(out)
     if scale not in SCALES:
         raise MixedPartsError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")

@@ -29,7 +29,7 @@ from pycocotools import mask as mask_utils
 from mixedparts import masks
 from mixedparts.sources.ade20k_part234 import (NO_PART_16BIT, PART_MAP_FOLDER, SOURCE, SPLIT_FILE_SUFFIX,
                                               class_lists)
-from mixedparts.synth.common import drawn_entry, image_rng, write_jpeg, write_json, write_png
+from mixedparts.synth.common import drawing, drawn_entry, image_rng, write_jpeg, write_json, write_png
 from mixedparts.synth.draw import DrawnImage, DrawnObject, DrawnPart, ObjectTemplate, PartSpec, Shape, draw_image, render
 
 # images per split and image size (width, height)
@@ -335,7 +335,7 @@ def write(root: Path, coco_root: Path, *, scale: str, seed: int, images: bool) -
     for split in ("training", "validation"):
         jobs = [_Job(root, split, index, seed, size, images) for index in range(counts[split])]
         coco: dict = {"images": [], "annotations": [], "categories": _categories()}
-        for image, image_annotations, entry in _draw_all(jobs):
+        for image, image_annotations, entry in drawing(_draw_all(jobs), len(jobs), f"ADE20K-Part-234 {split}"):
             coco["images"].append(image)
             for annotation in image_annotations:
                 coco["annotations"].append({"id": len(coco["annotations"]) + 1, "image_id": image["id"],

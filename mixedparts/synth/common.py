@@ -12,6 +12,7 @@ from PIL import Image
 from mixedparts.synth.draw import DrawnImage
 
 SCALES = ("tiny", "small", "full")
+SHOW_PROGRESS: list[bool] = [False]  # set by synthesize(progress=True); full scale takes minutes
 DRAWN_RECORD = "drawn.json"  # written next to the release folders, never inside them
 
 
@@ -32,6 +33,15 @@ def write_png(path: Path, array: np.ndarray) -> None:
     if array.dtype not in (np.uint8, np.uint16):
         raise TypeError(f"unsupported label map dtype {array.dtype}")
     Image.fromarray(array).save(path, format="PNG")  # PIL picks "L" or "I;16" from the dtype
+
+
+def drawing(items, total: int, what: str):
+    """``items`` (the drawn images of one split), with a progress bar when synthesize asked for one."""
+    if not SHOW_PROGRESS[0]:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, total=total, desc=f"drawing {what}", unit=" images", disable=None)  # off when not a TTY
 
 
 def write_json(path: Path, payload: object) -> None:

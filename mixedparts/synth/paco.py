@@ -1,6 +1,6 @@
 """Synthetic PACO-LVIS: one LVIS-style JSON per split, objects and their parts in one annotation list.
 
-Written as ``paco_lvis_v1.zip`` unpacks, next to the COCO 2017 images it points at (sources.md §1)::
+Written as ``paco_lvis_v1.zip`` unpacks, next to the COCO 2017 images it points at (docs/sources.md)::
 
     ROOT/annotations/paco_lvis_v1_{train,val,test}.json
     COCO/train2017/<id:012d>.jpg      images of PACO train and val (val was carved out of LVIS train)
@@ -40,7 +40,7 @@ from pycocotools import mask as mask_utils
 
 from mixedparts import masks
 from mixedparts.sources.paco import IMAGE_FOLDER_OF_SPLIT, SOURCE, SPLIT_FILE
-from mixedparts.synth.common import drawn_entry, image_rng, write_jpeg, write_json
+from mixedparts.synth.common import drawing, drawn_entry, image_rng, write_jpeg, write_json
 from mixedparts.synth.draw import (DrawnImage, DrawnObject, DrawnPart, ObjectTemplate, PartSpec, Shape, draw_image,
                                    render)
 
@@ -442,7 +442,7 @@ def write(root: Path, coco_root: Path, *, scale: str, seed: int, images: bool) -
     for split in SPLITS:
         jobs = [_Job(coco_root, split, index, seed, size, images) for index in range(counts[split])]
         image_list, object_list, pending_parts = [], [], []
-        for image, stubs, entry in _draw_all(jobs):
+        for image, stubs, entry in drawing(_draw_all(jobs), len(jobs), f"PACO-LVIS {split}"):
             image_list.append(image)
             for stub in stubs:
                 obj = {"id": next_id, "image_id": image["id"], **stub.annotation, "obj_ann_id": next_id}

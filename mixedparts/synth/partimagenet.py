@@ -1,6 +1,6 @@
 """Synthetic PartImageNet **Seg** release: one large object per image, parts as COCO polygons and PNGs.
 
-Layout under ``root`` (as the Seg zip unpacks; see reference/sources.md §2)::
+Layout under ``root`` (as the Seg zip unpacks; see docs/sources.md)::
 
     images/{train,val,test}/<wnid>_<n>.JPEG            flat, named by the real ImageNet WordNet id
     annotations/{split}/{split}.json                   COCO parts: the 40 real part categories
@@ -34,13 +34,13 @@ from pathlib import Path
 import numpy as np
 
 from mixedparts import masks
-from mixedparts.synth.common import drawn_entry, image_rng, write_jpeg, write_json, write_png
+from mixedparts.synth.common import drawing, drawn_entry, image_rng, write_jpeg, write_json, write_png
 from mixedparts.synth.draw import DrawnImage, ObjectTemplate, PartSpec, draw_image, label_map, render
 
 SOURCE = "partimagenet"
 SPLITS = ("train", "val", "test")
 
-# The release's 40 part categories, ids 0-39 in this order (sources.md §2.2).
+# The release's 40 part categories, ids 0-39 in this order (docs/sources.md).
 PART_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Quadruped", ("Head", "Body", "Foot", "Tail")),
     ("Biped", ("Head", "Body", "Hand", "Foot", "Tail")),
@@ -294,7 +294,7 @@ def write(root: Path, coco_root: Path, *, scale: str, seed: int, images: bool) -
     for split in SPLITS:
         job = _Job(root=root, seed=seed, split=split, width=width, height=height, images=images)
         coco_images, part_annotations, whole_annotations = [], [], []
-        for index, item in enumerate(_draw_split(job, counts[split])):
+        for index, item in enumerate(drawing(_draw_split(job, counts[split]), counts[split], f"PartImageNet {split}")):
             image_id = index + 1
             coco_images.append({"id": image_id, "file_name": item.file_name, "width": width, "height": height})
             obj = item.drawn.objects[0]
