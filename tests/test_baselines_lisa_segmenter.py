@@ -137,6 +137,7 @@ def test_cascade_cli_with_segmenter_lisa_writes_scorable_predictions(build_tiny,
         return mask
 
     monkeypatch.setattr(LisaSegmenter, "segment", recorded)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")  # the structurer's key (--structurer-key-env's default)
     build_tiny(tmp_path / "dataset", BuildOptions(max_samples_per_split=2))
     server.replies = ["desc", structure(), "desc", structure()]
     out = tmp_path / "cascade.json"

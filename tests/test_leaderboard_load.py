@@ -34,7 +34,8 @@ pytestmark = pytest.mark.slow
 
 TEAMS, PER_TEAM = 5, 10
 HEAVY_TIMEOUT_S = 40
-"""The heavy file takes minutes to score here: the timeout ends it, well after the 49 light ones."""
+"""The heavy file takes minutes to score on a loaded 2-core machine: the timeout ends it, well after the
+49 light ones; a quiet machine may score it within the limit."""
 
 
 class InThreadServer:
@@ -174,6 +175,8 @@ def test_fifty_uploads_from_five_teams_with_a_heavy_one_and_a_huge_unauthenticat
     lights = [s for s in recorded.values() if s.id != heavy_id]
     assert all(s.status == "scored" and s.scores["mean"]["mIoU"] == pytest.approx(100) for s in lights)
     heavy_row = recorded[heavy_id]
-    assert heavy_row.status == "rejected" and "longer than the limit" in heavy_row.message
+    # A slow machine runs the heavy file into the scoring timeout, a fast one scores it: both are fine,
+    # as long as it was settled exactly once (above) and no light file waited behind it (below).
+    assert heavy_row.status == "scored" or "longer than the limit" in heavy_row.message, heavy_row.message
     assert max(s.finished_at for s in lights) < heavy_row.finished_at  # no light file waited behind it
     db.dispose()

@@ -81,7 +81,7 @@ def test_split_none_gives_every_split(built):
 
 def test_row_positions_and_rows_at(built):
     rows = read_dataset_split(built.data, "train", columns=SAMPLE_FIELDS)
-    assert (built.data / "data" / "train-00001-of-00004.parquet").exists()  # several shards
+    assert len(list((built.data / "data").glob("train-*.parquet"))) > 1  # several shards
     positions = row_positions(built.data, "train", task="unique_parts")
     assert [rows[p]["sample_id"] for p in positions] == [r["sample_id"] for r in rows if r["task"] == "unique_parts"]
     picks = [len(rows) - 1, 0, 151, 7]
