@@ -1,0 +1,88 @@
+"""Paired bootstrap of two predictions files on the same ground truth (``mixedparts-compare``).
+
+Each replicate draws the samples of a task with replacement once and scores *both* files on that
+same draw, with the same :class:`~mixedparts.metrics.resampling.TaskResampler` formulas as the
+evaluation's intervals; the headline replicate is the macro mean of the task replicates, as in
+evaluate. Per metric: the difference A - B (the evaluation's point estimates), its 95% percentile
+interval, and a two-sided p-value, the share of replicates whose difference, centred on the
+observed one, is at least as far from it as the observed difference is from 0 (with the usual +1
+correction), so identical files get p = 1 and the smallest p is 1 / (replicates + 1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from mixedparts.metrics.evaluate import MEAN, macro_mean
+from mixedparts.metrics.resampling import METRICS, TaskResampler
+
+ALPHA = 0.05
+
+
+class IncomparableError(ValueError):
+    """The two files were not scored on the same samples."""
+
+
+def paired_bootstrap(a: Mapping[str, TaskResampler], b: Mapping[str, TaskResampler], replicates: int = 1000,
+                     seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """Replicates of A - B (fractions) per task and for the mean: ``{task: {metric: array}}``."""
+    if list(a) != list(b):
+        raise IncomparableError(f"the files cover different tasks: {list(a)} and {list(b)}")
+    for task in a:
+        if a[task].samples != b[task].samples:
+            raise IncomparableError(f"task {task}: {a[task].samples} and {b[task].samples} samples")
+    rng = np.random.default_rng(seed)
+    values = {side: {} for side in ("a", "b")}
+    for task in a:
+        for side, resampler in (("a", a[task]), ("b", b[task])):
+            values[side][task] = {m: np.empty(replicates) for m in METRICS}
+        for r in range(replicates):
+            draw = a[task].draw(rng)
+            for side, resampler in (("a", a[task]), ("b", b[task])):
+                for metric, value in resampler.metrics(draw).items():
+                    values[side][task][metric][r] = value
+    for side in values:
+        values[side][MEAN] = {m: np.array([macro_mean(v) for v in zip(*(values[side][t][m] for t in a))])
+                              for m in METRICS}
+    return {task: {m: values["a"][task][m] - values["b"][task][m] for m in METRICS} for task in [*a, MEAN]}
+
+
+def summarize(observed: Mapping[str, Mapping[str, float]], replicates: Mapping[str, Mapping[str, np.ndarray]],
+              alpha: float = ALPHA) -> dict[str, dict[str, dict]]:
+    """Per task and metric: difference (percent points), 95% interval, p-value and whether p < ``alpha``.
+
+    ``observed[task][metric]``: A - B in percent points (from the two evaluations).
+    """
+    out = {}
+    for task, metrics in replicates.items():
+        out[task] = {}
+        for metric, values in metrics.items():
+            difference = observed[task][metric]
+            finite = values[~np.isnan(values)] * 100
+            if difference is None or math.isnan(difference) or not len(finite):
+                out[task][metric] = {"difference": None, "ci95": [None, None], "p_value": None,
+                                     "significant": False, "replicates": int(len(finite))}
+                continue
+            low, high = (float(x) for x in np.percentile(finite, [2.5, 97.5]))
+            extreme = np.abs(finite - difference) >= abs(difference) - 1e-9
+            p_value = float((1 + np.count_nonzero(extreme)) / (len(finite) + 1))
+            out[task][metric] = {"difference": float(difference), "ci95": [low, high], "p_value": p_value,
+                                 "significant": bool(p_value < alpha and difference != 0),
+                                 "replicates": int(len(finite))}
+    return out
+
+
+def verdict(name_a: str, name_b: str, task: str, metric: str, entry: dict) -> str:
+    """One line: which file is better on the metric, by how much, and whether that is significant."""
+    where = f"{metric} ({'headline' if task == MEAN else task})"
+    if entry["difference"] is None:
+        return f"{where}: not comparable (no value on one side)"
+    low, high = entry["ci95"]
+    numbers = f"{entry['difference']:+.1f} points, 95% CI [{low:+.1f}, {high:+.1f}], p = {entry['p_value']:.3g}"
+    if not entry["significant"]:
+        return f"{where}: no significant difference between {name_a} and {name_b} ({numbers})"
+    better, worse = (name_a, name_b) if entry["difference"] > 0 else (name_b, name_a)
+    return f"{where}: {better} is significantly better than {worse} ({numbers})"

@@ -1,0 +1,74 @@
+"""The error-analysis report of one predictions file: ``report.json`` and a self-contained ``index.html``.
+
+Every score in it is the evaluation's own (``result.to_dict()`` is embedded whole under ``eval``),
+so the report and ``mixedparts-eval --json`` agree by construction; the analysis adds what the
+scores hide (error types, confusions, histograms, per-label numbers, the worst samples).
+
+:func:`public_summary` is the part that can be shown for hidden ground truth: aggregates only,
+no GT label, category, sample id, mask or image.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mixedparts.analysis import failures as fail
+
+REPORT_FORMAT = "mixedparts-report/1"
+GALLERY_PER_TASK = 8
+
+
+def build_report(result, gallery_per_task: int = GALLERY_PER_TASK) -> tuple[dict, fail.Failures]:
+    """The report document of an evaluation run with ``keep_details=True``."""
+    details = result.details
+    if details is None:
+        raise ValueError("the evaluation kept no details: call evaluate(..., keep_details=True)")
+    failures = fail.analyse(details)
+    document = {
+        "format": REPORT_FORMAT,
+        "eval": result.to_dict(),
+        "error_types": {"gt": fail.GT_OUTCOMES, "predicted": fail.PREDICTED_OUTCOMES},
+        "thresholds": {"iou": details.scored.options.recall_iou_threshold,
+                       "text": details.scored.options.recall_text_threshold},
+        "errors": fail.error_counts(details, failures),
+        "confusions": fail.confusions(details, failures),
+        "by_label": fail.label_breakdown(details, failures),
+        "histograms": fail.histograms(details, failures),
+        "worst": fail.worst_samples(details, failures, gallery_per_task),
+        "gallery": {},
+    }
+    return document, failures
+
+
+def public_summary(document: dict) -> dict:
+    """What a page about hidden ground truth may show: scores, intervals, per-source numbers, error counts
+    and histograms. Categories, labels, confusions, sample ids and pictures are left out."""
+    evaluation = dict(document["eval"])
+    evaluation["breakdowns"] = {k: v for k, v in (evaluation.get("breakdowns") or {}).items() if k == "source"}
+    return {"format": REPORT_FORMAT, "public": True, "eval": evaluation, "error_types": document["error_types"],
+            "thresholds": document["thresholds"], "errors": document["errors"], "histograms": document["histograms"]}
+
+
+def write_report(out: str | os.PathLike, result, predictions, data: str | None = None,
+                 gallery_per_task: int = GALLERY_PER_TASK, image_roots: dict | None = None,
+                 progress: bool = True) -> Path:
+    """Write ``OUT/report.json``, ``OUT/index.html`` and ``OUT/gallery/*.png``; returns the HTML page.
+
+    ``data``: the dataset the ground truth came from (for the gallery's questions, answers and
+    images); without it, or without images, the gallery draws on blank canvases of the right size.
+    """
+    from mixedparts.analysis.gallery import draw_gallery
+    from mixedparts.analysis.html import standalone_page
+    from mixedparts.atomic import write_json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    document, _ = build_report(result, gallery_per_task)
+    if gallery_per_task > 0:
+        document["gallery"] = draw_gallery(out, document["worst"], result.details.rows, predictions, data,
+                                           image_roots, progress=progress)
+    write_json(out / "report.json", document, indent=1)
+    page = out / "index.html"
+    page.write_text(standalone_page(document), encoding="utf-8")
+    return page
