@@ -4,9 +4,10 @@ Each replicate draws the samples of a task with replacement once and scores *bot
 same draw, with the same :class:`~mixedparts.metrics.resampling.TaskResampler` formulas as the
 evaluation's intervals; the headline replicate is the macro mean of the task replicates, as in
 evaluate. Per metric: the difference A - B (the evaluation's point estimates), its 95% percentile
-interval, and a two-sided p-value, the share of replicates whose difference, centred on the
-observed one, is at least as far from it as the observed difference is from 0 (with the usual +1
-correction), so identical files get p = 1 and the smallest p is 1 / (replicates + 1).
+interval, and a two-sided p-value that inverts that interval: twice the share of replicates on the
+far side of 0 (a replicate of exactly 0 counts on both sides; +1 correction; at most 1). So
+p < 0.05 exactly when the 95% interval excludes 0 (give or take the correction), identical files
+get p = 1, and the smallest p is 2 / (replicates + 1).
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ def summarize(observed: Mapping[str, Mapping[str, float]], replicates: Mapping[s
                                      "significant": False, "replicates": int(len(finite))}
                 continue
             low, high = (float(x) for x in np.percentile(finite, [2.5, 97.5]))
-            extreme = np.abs(finite - difference) >= abs(difference) - 1e-9
-            p_value = float((1 + np.count_nonzero(extreme)) / (len(finite) + 1))
+            far_side = min(np.count_nonzero(finite <= 0), np.count_nonzero(finite >= 0))
+            p_value = float(min(1.0, 2 * (1 + far_side) / (len(finite) + 1)))
             out[task][metric] = {"difference": float(difference), "ci95": [low, high], "p_value": p_value,
                                  "significant": bool(p_value < alpha and difference != 0),
                                  "replicates": int(len(finite))}
