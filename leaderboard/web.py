@@ -25,7 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from leaderboard import pages, store
+from leaderboard import pages, significance, store
 from leaderboard.db import Database
 from leaderboard.plot import plot_svg
 from leaderboard.store import StoreError
@@ -159,8 +159,9 @@ def create_app(config: AppConfig, db: Database | None = None) -> FastAPI:
         return JSONResponse({"detail": "; ".join(problems) or "invalid request"}, 400)
 
     def view(task: str, sort: str, order: str, paper: int) -> dict:
-        return build_table(store.scored_rows(db), task, sort, order, include_paper=bool(paper),
-                           ground_truth=config.ground_truth)
+        table = build_table(store.scored_rows(db), task, sort, order, include_paper=bool(paper),
+                            ground_truth=config.ground_truth)
+        return significance.mark(db, table)
 
     # ---------------------------------------------------------------- pages
 

@@ -210,7 +210,7 @@ def test_report_page_in_a_browser(demo, tmp_path, monkeypatch):
     try:
         driver.set_page_load_timeout(30)
         driver.get(page.joinpath("index.html").as_uri())
-        for section in ("headline", "per-task", "breakdowns", "errors", "confusions", "histograms", "gallery"):
+        for section in ("headline", "tasks", "breakdowns", "errors", "confusions", "histograms", "gallery"):
             assert driver.find_element(By.ID, section).is_displayed(), section
         images = driver.find_elements(By.CSS_SELECTOR, "#gallery img")
         assert len(images) == 6

@@ -12,7 +12,7 @@ from mixedparts.schema import TASKS
 
 METRICS = ("AP50", "mIoU", "Recall", "SS", "S-IoU")
 MEAN = "mean"
-SECTIONS = ("headline", "per-task", "breakdowns", "errors", "confusions", "histograms", "gallery")
+SECTIONS = ("headline", "tasks", "breakdowns", "errors", "confusions", "histograms", "gallery")
 ERROR_TITLES = {"missed": "missed GT segment", "label_wrong": "mask right / label wrong",
                 "mask_wrong": "label right / mask wrong", "both_wrong": "mask and label wrong",
                 "not_counted": "right but not counted by Recall", "empty_answer": "empty answer",
@@ -79,7 +79,7 @@ def per_task_section(document: dict) -> str:
         cells += [(number(scores.get(m)) + _ci(evaluation, task, m), scores.get(m)) for m in METRICS]
         rows.append(cells)
     header = [("task", "text"), ("samples", "number"), ("units", "number"), *[(m, "number") for m in METRICS]]
-    return f'<section id="per-task"><h2>Per task</h2>{_table("per-task-table", header, rows)}</section>'
+    return f'<section id="tasks"><h2>Per task</h2>{_table("per-task-table", header, rows)}</section>'
 
 
 def _extremes(records: list[dict], key: str, name: str) -> str:

@@ -26,26 +26,32 @@ def build_report(result, gallery_per_task: int = GALLERY_PER_TASK) -> tuple[dict
         raise ValueError("the evaluation kept no details: call evaluate(..., keep_details=True)")
     failures = fail.analyse(details)
     document = {
-        "format": REPORT_FORMAT,
-        "eval": result.to_dict(),
-        "error_types": {"gt": fail.GT_OUTCOMES, "predicted": fail.PREDICTED_OUTCOMES},
-        "thresholds": {"iou": details.scored.options.recall_iou_threshold,
-                       "text": details.scored.options.recall_text_threshold},
-        "errors": fail.error_counts(details, failures),
+        **_document(result, failures, details),
         "confusions": fail.confusions(details, failures),
         "by_label": fail.label_breakdown(details, failures),
-        "histograms": fail.histograms(details, failures),
         "worst": fail.worst_samples(details, failures, gallery_per_task),
         "gallery": {},
     }
     return document, failures
 
 
+def _document(result, failures: fail.Failures, details) -> dict:
+    """The parts every report has: the evaluation, what the error types mean, their counts, the histograms."""
+    return {"format": REPORT_FORMAT, "eval": result.to_dict(),
+            "error_types": {"gt": fail.GT_OUTCOMES, "predicted": fail.PREDICTED_OUTCOMES},
+            "thresholds": {"iou": details.scored.options.recall_iou_threshold,
+                           "text": details.scored.options.recall_text_threshold},
+            "errors": fail.error_counts(details, failures), "histograms": fail.histograms(details, failures)}
+
+
+PUBLIC_EVAL_KEYS = ("scores", "ci95", "bootstrap")
+
+
 def public_summary(document: dict) -> dict:
     """What a page about hidden ground truth may show: scores, intervals, per-source numbers, error counts
-    and histograms. Categories, labels, confusions, sample ids and pictures are left out."""
-    evaluation = dict(document["eval"])
-    evaluation["breakdowns"] = {k: v for k, v in (evaluation.get("breakdowns") or {}).items() if k == "source"}
+    and histograms. Categories, labels, confusions, sample ids, file names and pictures are left out."""
+    evaluation = {k: document["eval"].get(k) for k in PUBLIC_EVAL_KEYS}
+    evaluation["breakdowns"] = {k: v for k, v in (document["eval"].get("breakdowns") or {}).items() if k == "source"}
     return {"format": REPORT_FORMAT, "public": True, "eval": evaluation, "error_types": document["error_types"],
             "thresholds": document["thresholds"], "errors": document["errors"], "histograms": document["histograms"]}
 
@@ -72,3 +78,18 @@ def write_report(out: str | os.PathLike, result, predictions, data: str | None =
     page = out / "index.html"
     page.write_text(standalone_page(document), encoding="utf-8")
     return page
+
+
+def public_report(result) -> dict:
+    """The report of hidden ground truth (the leaderboard's): scores with their intervals, per-source numbers,
+    error counts and histograms; computed from ``result.details`` like the full report."""
+    details = result.details
+    if details is None:
+        raise ValueError("the evaluation kept no details: call evaluate(..., keep_details=True)")
+    failures = fail.analyse(details)
+    return public_summary(_document(result, failures, details))
+
+
+def resampling_arrays(result) -> dict:
+    """Per task, the per-sample sums a paired test needs (TaskResampler.to_arrays); no label, mask or id."""
+    return {task: result.details.resampler(task).to_arrays() for task in result.details.tasks}
