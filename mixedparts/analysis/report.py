@@ -19,12 +19,13 @@ REPORT_FORMAT = "mixedparts-report/1"
 GALLERY_PER_TASK = 8
 
 
-def build_report(result, gallery_per_task: int = GALLERY_PER_TASK) -> tuple[dict, fail.Failures]:
-    """The report document of an evaluation run with ``keep_details=True``."""
+def build_report(result, gallery_per_task: int = GALLERY_PER_TASK,
+                 failures: fail.Failures | None = None) -> tuple[dict, fail.Failures]:
+    """The report document of an evaluation run with ``keep_details=True`` (``failures``: its analysis, if done)."""
     details = result.details
     if details is None:
         raise ValueError("the evaluation kept no details: call evaluate(..., keep_details=True)")
-    failures = fail.analyse(details)
+    failures = failures if failures is not None else fail.analyse(details)
     document = {
         **_document(result, failures, details),
         "confusions": fail.confusions(details, failures),
