@@ -256,3 +256,20 @@ def _browser():
                      "--allow-file-access-from-files"):
         options.add_argument(argument)
     return webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+
+
+def test_resampler_arrays_round_trip_and_full_draw_is_the_point_estimate(minilm):
+    """What the leaderboard stores (to_arrays, through JSON) re-scores draws exactly as the live resampler."""
+    from mixedparts.metrics.resampling import TaskResampler
+
+    rows, _, _ = _rows()
+    predictions = [{"sample_id": "parts", "text": "", "segments": [
+        {"label": s["label"], "image_index": s["image_index"], "mask": s["mask"]} for s in rows[0]["segments"][::2]]}]
+    result = evaluate(rows, predictions, keep_details=True, embedder=minilm)
+    for task in result.details.tasks:
+        live = result.details.resampler(task)
+        stored = TaskResampler.from_arrays(json.loads(json.dumps(live.to_arrays())))
+        everything = np.arange(live.samples)
+        assert stored.metrics(everything) == pytest.approx(live.metrics(everything), rel=0, abs=0, nan_ok=True)
+        for metric, value in live.metrics(everything).items():
+            assert 100 * value == pytest.approx(result.scores.loc[task, metric], abs=1e-9, nan_ok=True), metric
