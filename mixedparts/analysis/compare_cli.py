@@ -110,3 +110,7 @@ def format_comparison(comparison: dict) -> str:
             lines += [f"  {g['group']}: " + ", ".join(f"{m} {'n/a' if d is None else f'{d:+.1f}'}"
                                                      for m, d in g["difference"].items()) for g in groups]
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
