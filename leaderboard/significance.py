@@ -12,6 +12,7 @@ Results are immutable once scored, so parsed resamplers and pair summaries are c
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 
@@ -23,7 +24,8 @@ CACHE_SIZE = 256
 
 _lock = threading.Lock()
 _resamplers: OrderedDict = OrderedDict()  # (id, finished) -> {task: TaskResampler} or None
-_pairs: OrderedDict = OrderedDict()  # ((top id, finished), (id, finished)) -> summary
+_pairs: OrderedDict = OrderedDict()  # ((top id, finished), (id, finished), metric) -> summary
+_values: OrderedDict = OrderedDict()  # ((id, finished), metric) -> replicates on the shared draws
 
 
 def mark(db, table: dict) -> dict:
@@ -47,7 +49,7 @@ def mark(db, table: dict) -> dict:
         key = stored.get(int(row["id"]))
         if row is top or key is None or key["gt_sha256"] != top_key["gt_sha256"]:
             continue
-        entry = _pair(top_key, key).get(task, {}).get(metric)
+        entry = _pair(top_key, key, metric).get(task, {}).get(metric)
         if entry and entry["significant"] and entry["difference"] > 0:
             row["below_top"] = {"metric": metric, "difference": -entry["difference"], "p_value": entry["p_value"],
                                 "ci95": [-entry["ci95"][1], -entry["ci95"][0]]}
@@ -90,27 +92,54 @@ def _stored(db, ids: list[int]) -> dict[int, dict | None]:
     return out
 
 
-def _pair(top: dict, other: dict) -> dict:
-    from mixedparts.analysis.paired import IncomparableError, paired_bootstrap, summarize
+def _pair(top: dict, other: dict, metric: str) -> dict:
+    """The paired test of one metric (every task and the mean) between two stored submissions.
 
-    key = (top["key"], other["key"])
+    Every submission is scored once on the same shared draws (cached), so a pair costs a subtraction;
+    AP50's replicates cost far more than the other metrics', hence one metric at a time."""
+    from mixedparts.analysis.paired import summarize
+
+    key = (top["key"], other["key"], metric)
     with _lock:
         if key in _pairs:
             _pairs.move_to_end(key)
             return _pairs[key]
-    try:
-        replicas = paired_bootstrap(top["resamplers"], other["resamplers"], REPLICATES, SEED)
-    except IncomparableError:
-        summary = {}
-    else:
-        observed = {task: {m: _difference(top["scores"].get(task, {}).get(m), other["scores"].get(task, {}).get(m))
-                           for m in METRICS} for task in replicas}
+    summary = {}
+    first, second = _replicates(top, metric), _replicates(other, metric)
+    if first is not None and second is not None and list(first) == list(second):
+        replicas = {task: {metric: first[task][metric] - second[task][metric]} for task in first}
+        observed = {task: {metric: _difference(top["scores"].get(task, {}).get(metric),
+                                               other["scores"].get(task, {}).get(metric))} for task in replicas}
         summary = summarize(observed, replicas)
     with _lock:
         _pairs[key] = summary
         while len(_pairs) > CACHE_SIZE:
             _pairs.popitem(last=False)
     return summary
+
+
+def _replicates(entry: dict, metric: str) -> dict | None:
+    from mixedparts.analysis.paired import replicate_values
+
+    key = (entry["key"], metric)
+    with _lock:
+        if key in _values:
+            return _values[key]
+    samples = tuple((task, r.samples) for task, r in entry["resamplers"].items())
+    draws = _draws(samples)
+    values = replicate_values(entry["resamplers"], draws, (metric,))
+    with _lock:
+        _values[key] = values
+        while len(_values) > CACHE_SIZE:
+            _values.popitem(last=False)
+    return values
+
+
+@functools.lru_cache(maxsize=2)
+def _draws(samples: tuple) -> dict:
+    from mixedparts.analysis.paired import shared_draws
+
+    return shared_draws(dict(samples), REPLICATES, SEED)
 
 
 def _difference(x, y):

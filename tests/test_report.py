@@ -273,3 +273,8 @@ def test_resampler_arrays_round_trip_and_full_draw_is_the_point_estimate(minilm)
         assert stored.metrics(everything) == pytest.approx(live.metrics(everything), rel=0, abs=0, nan_ok=True)
         for metric, value in live.metrics(everything).items():
             assert 100 * value == pytest.approx(result.scores.loc[task, metric], abs=1e-9, nan_ok=True), metric
+        block = live.replicates(np.random.default_rng(5), 7)
+        rng = np.random.default_rng(5)
+        one_by_one = [live.metrics(live.draw(rng)) for _ in range(7)]
+        for metric in block:
+            assert block[metric] == pytest.approx([m[metric] for m in one_by_one], rel=1e-12, nan_ok=True)

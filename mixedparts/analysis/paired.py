@@ -28,27 +28,31 @@ class IncomparableError(ValueError):
 
 
 def paired_bootstrap(a: Mapping[str, TaskResampler], b: Mapping[str, TaskResampler], replicates: int = 1000,
-                     seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+                     seed: int = 0, metrics=METRICS) -> dict[str, dict[str, np.ndarray]]:
     """Replicates of A - B (fractions) per task and for the mean: ``{task: {metric: array}}``."""
     if list(a) != list(b):
         raise IncomparableError(f"the files cover different tasks: {list(a)} and {list(b)}")
     for task in a:
         if a[task].samples != b[task].samples:
             raise IncomparableError(f"task {task}: {a[task].samples} and {b[task].samples} samples")
+    draws = shared_draws({task: r.samples for task, r in a.items()}, replicates, seed)
+    values_a, values_b = (replicate_values(side, draws, metrics) for side in (a, b))
+    return {task: {m: values_a[task][m] - values_b[task][m] for m in metrics} for task in values_a}
+
+
+def shared_draws(samples: Mapping[str, int], replicates: int, seed: int) -> dict[str, np.ndarray]:
+    """Per task, ``replicates`` x samples indices: the draws every file of a comparison is scored on."""
     rng = np.random.default_rng(seed)
-    values = {side: {} for side in ("a", "b")}
-    for task in a:
-        for side, resampler in (("a", a[task]), ("b", b[task])):
-            values[side][task] = {m: np.empty(replicates) for m in METRICS}
-        for r in range(replicates):
-            draw = a[task].draw(rng)
-            for side, resampler in (("a", a[task]), ("b", b[task])):
-                for metric, value in resampler.metrics(draw).items():
-                    values[side][task][metric][r] = value
-    for side in values:
-        values[side][MEAN] = {m: np.array([macro_mean(v) for v in zip(*(values[side][t][m] for t in a))])
-                              for m in METRICS}
-    return {task: {m: values["a"][task][m] - values["b"][task][m] for m in METRICS} for task in [*a, MEAN]}
+    return {task: np.stack([rng.integers(0, n, n) for _ in range(replicates)]).astype(np.int32)
+            for task, n in samples.items()}
+
+
+def replicate_values(resamplers: Mapping[str, TaskResampler], draws: Mapping[str, np.ndarray],
+                     metrics=METRICS) -> dict[str, dict[str, np.ndarray]]:
+    """One file's replicates (fractions) on ``draws``, per task and for the mean (the macro mean, as evaluate)."""
+    values = {task: resamplers[task].score_draws(draws[task], len(draws[task]), metrics) for task in draws}
+    values[MEAN] = {m: np.array([macro_mean(v) for v in zip(*(values[t][m] for t in draws))]) for m in metrics}
+    return values
 
 
 def summarize(observed: Mapping[str, Mapping[str, float]], replicates: Mapping[str, Mapping[str, np.ndarray]],

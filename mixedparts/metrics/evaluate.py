@@ -354,12 +354,7 @@ def _bootstrap_task(scored: _Scored, unit_index: np.ndarray, replicates: int, rn
     copies of a sample next to each other would lengthen runs of hits and misses, which the precision
     envelope rewards (a biased replicate). Drawn order is as arbitrary as the ground truth's.
     """
-    resampler = TaskResampler.from_scored(scored, unit_index)
-    out = {m: np.empty(replicates) for m in METRICS}
-    for b in range(replicates):
-        for name, value in resampler.metrics(resampler.draw(rng)).items():
-            out[name][b] = value
-    return out
+    return TaskResampler.from_scored(scored, unit_index).replicates(rng, replicates)
 
 
 def _versions() -> dict:

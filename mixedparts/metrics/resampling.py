@@ -76,6 +76,39 @@ class TaskResampler:
     def draw(self, rng) -> np.ndarray:
         return rng.integers(0, self.samples, self.samples)
 
+    def replicates(self, rng, count: int, metrics=METRICS) -> dict[str, np.ndarray]:
+        """``count`` replicates of ``metrics`` (fractions), each over one :meth:`draw` from ``rng``.
+
+        Draws come from ``rng`` one replicate after another, so a replicate is the same as
+        ``metrics(draw(rng))`` in a loop; the ratio metrics are computed for a block of replicates
+        at once (one matrix product), AP50 replicate by replicate.
+        """
+        return self.score_draws((self.draw(rng) for _ in range(count)), count, metrics)
+
+    def score_draws(self, draws, count: int, metrics=METRICS) -> dict[str, np.ndarray]:
+        """Like :meth:`replicates` for given draws (an iterable of ``count`` index arrays)."""
+        out = {m: np.empty(count) for m in metrics}
+        ratios = [m for m in metrics if m in RATIO_METRICS]
+        block = max(1, (1 << 21) // max(self.samples, 1))  # weights of a block stay within ~16 MB
+        iterator = iter(draws)
+        for start in range(0, count, block):
+            rows = [next(iterator) for _ in range(min(block, count - start))]
+            if "AP50" in out:
+                for offset, draw in enumerate(rows):
+                    out["AP50"][start + offset] = self.detections.ap50(draw)
+            if not ratios:
+                continue
+            flat = np.concatenate([draw + k * self.samples for k, draw in enumerate(rows)])
+            weights = np.bincount(flat, minlength=len(rows) * self.samples).reshape(len(rows), self.samples)
+            weights = weights.astype(float)
+            for name in ratios:
+                bottom = weights @ self.denominators[name]
+                top = weights @ self.numerators[name]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    out[name][start:start + len(rows)] = np.where(bottom > 0, top / np.where(bottom > 0, bottom, 1),
+                                                                  self.empty[name])
+        return out
+
     def to_arrays(self) -> dict:
         """Plain lists and numbers (JSON-ready; NaN as None)."""
         d = self.detections
