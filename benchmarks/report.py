@@ -30,7 +30,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=50000, help="samples (2 units each; default 50000)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--bootstrap", type=int, default=1000, help="replicates, as --report uses by default")
+    parser.add_argument("--bootstrap", type=int, default=None,
+                        help="replicates (default: what --report uses for the split's size)")
     parser.add_argument("--gallery", type=int, default=8)
     parser.add_argument("--out", help="keep the data and the report here (default: a temporary folder)")
     args = parser.parse_args()
@@ -69,6 +70,10 @@ def main() -> int:
         eval_time = phases["read"] + phases["score"]
 
         details = result.details
+        if args.bootstrap is None:
+            from mixedparts.analysis.report import default_bootstrap
+
+            args.bootstrap = default_bootstrap(len(truth.rows))
         t0 = time.perf_counter()
         result.ci, result.bootstrap = evaluate_module._bootstrap(details.scored, details.units, details.unit_task,
                                                                  details.tasks, args.bootstrap, 0)

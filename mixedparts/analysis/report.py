@@ -17,6 +17,16 @@ from mixedparts.analysis import failures as fail
 
 REPORT_FORMAT = "mixedparts-report/1"
 GALLERY_PER_TASK = 8
+REPORT_BOOTSTRAP = 1000
+LARGE_SPLIT_SAMPLES = 20000
+LARGE_SPLIT_BOOTSTRAP = 200
+
+
+def default_bootstrap(samples: int) -> int:
+    """Resamplings behind the report's intervals when none are asked for. AP50's replicates cost time in
+    proportion to samples x resamplings; past LARGE_SPLIT_SAMPLES, 1000 of them would cost the report
+    about twice the evaluation itself (benchmarks/report.py), so large splits get 200."""
+    return REPORT_BOOTSTRAP if samples <= LARGE_SPLIT_SAMPLES else LARGE_SPLIT_BOOTSTRAP
 
 
 def build_report(result, gallery_per_task: int = GALLERY_PER_TASK,

@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "output always has both)")
     output.add_argument("--bootstrap", type=non_negative_int, default=None, metavar="N",
                         help="add 95%% confidence intervals from N resamplings of the samples within each task "
-                        "(default: 0, none, or 1000 with --report)")
+                        "(default: 0, none; with --report 1000, or 200 past 20,000 samples)")
     output.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
     output.add_argument("--report", metavar="OUT", help="also write an error-analysis report into the folder OUT: "
                         "index.html (offline: open it in any browser), report.json and the gallery's PNGs "
@@ -147,7 +147,11 @@ def run(args: argparse.Namespace) -> int:
                           recall_text_gate=args.recall_text_gate, recall_text_model=args.recall_text_model,
                           recall_text_threshold=args.recall_text_threshold, label_pairs=args.label_pairs,
                           labels=args.labels, fold_plurals=args.fold_plurals, label_average=args.label_average)
-    bootstrap = args.bootstrap if args.bootstrap is not None else (1000 if args.report else 0)
+    bootstrap = args.bootstrap
+    if bootstrap is None:
+        from mixedparts.analysis.report import default_bootstrap
+
+        bootstrap = default_bootstrap(len(truth.rows)) if args.report else 0
     result = evaluate(truth, predictions, options, bootstrap=bootstrap, seed=args.seed, strict=args.strict,
                       workers=args.workers or None, keep_details=bool(args.report))
     for warning in result.warnings:
