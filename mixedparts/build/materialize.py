@@ -11,6 +11,7 @@ from mixedparts.build import language
 from mixedparts.build.language import Label
 from mixedparts.build.pairing import COMMON_OBJECT, COMMON_PARTS, unique_part_names
 from mixedparts.build.pool import Pool
+from mixedparts.masks import Rle
 from mixedparts.schema import TASKS
 from mixedparts.sources.records import ImageRecord, ObjectRecord
 
@@ -23,22 +24,56 @@ def sample_key(source: str, split: str, task: int, images: list[ImageRecord], ch
     return hashlib.blake2b("|".join(parts).encode(), digest_size=16).digest()
 
 
+def sample_rng(key: bytes) -> np.random.Generator:
+    """The generator of a sample's wording: the stream of ``np.random.default_rng(list(key))``.
+
+    SeedSequence reads a list of byte values as one uint32 word each; handing it those words as an
+    array gives the same state while skipping its per-element coercion of a Python list (~70 us of
+    the ~100 us a row spent creating its generator).
+    """
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(np.frombuffer(key, np.uint8).astype(np.uint32))))
+
+
 def materialize(pool: Pool, task: int, objects: tuple[int, ...], seed: int) -> dict:
     """The row of a planned sample: the task's rule decides its part labels."""
+    images, chosen, common, unique_by_image = chosen_labels(pool, task, objects)
+    return sample_row(pool.source, pool.split, task, images, chosen, seed, common, unique_by_image)
+
+
+def chosen_labels(pool: Pool, task: int, objects: tuple[int, ...]):
+    """(images, objects, common part names, unique part names by image) of a planned sample."""
     images = [pool.images[pool.object_image[o]] for o in objects]
     chosen = [image.objects[pool.object_slot[o]] for image, o in zip(images, objects)]
     part_sets = [obj.part_names for obj in chosen]
     common = sorted(frozenset.intersection(*part_sets)) if task == COMMON_PARTS else []
     unique = unique_part_names(part_sets)
     unique_by_image = [sorted(p & unique) for p in part_sets] if task not in (COMMON_OBJECT, COMMON_PARTS) else []
-    return sample_row(pool.source, pool.split, task, images, chosen, seed, common, unique_by_image)
+    return images, chosen, common, unique_by_image
+
+
+def union_inputs(pool: Pool, task: int, objects: tuple[int, ...]) -> list[list[Rle]]:
+    """The instance masks behind each segment of the planned sample, one list per segment, in no order.
+
+    What the row's masks cost no matter how the row is assembled: ``benchmarks/build.py`` merges
+    exactly these lists in a tight loop as the floor of the writing stage.
+    """
+    images, chosen, common, unique_by_image = chosen_labels(pool, task, objects)
+    k = len(images)
+    if task == COMMON_OBJECT:
+        label = Label(chosen[0].category, "object", tuple(range(k)))
+        return [label_instances(label, task, image, obj) for image, obj in zip(images, chosen)]
+    lists = [[obj.mask] for obj in chosen]
+    names_by_image = [common] * k if task == COMMON_PARTS else unique_by_image
+    for image, obj, names in zip(images, chosen, names_by_image):
+        lists += [label_instances(Label(name, "part", ()), task, image, obj) for name in names]
+    return lists
 
 
 def sample_row(source: str, split: str, task: int, images: list[ImageRecord], chosen: list[ObjectRecord],
                seed: int, common: list[str], unique_by_image: list[list[str]]) -> dict:
     """A Sample row. ``common`` / ``unique_by_image`` name the part labels (each must be on its objects)."""
     key = sample_key(source, split, task, images, chosen, seed)
-    rng = np.random.default_rng(list(key))
+    rng = sample_rng(key)
     k = len(images)
     categories = [obj.category for obj in chosen]
 
@@ -76,11 +111,15 @@ def sample_row(source: str, split: str, task: int, images: list[ImageRecord], ch
     }
 
 
-def label_mask(label: Label, task: int, image: ImageRecord, obj: ObjectRecord) -> dict:
+def label_mask(label: Label, task: int, image: ImageRecord, obj: ObjectRecord) -> Rle:
     """A label's mask in one image: the union of its instances (see the README's pairing rules)."""
+    return masks.union(label_instances(label, task, image, obj))
+
+
+def label_instances(label: Label, task: int, image: ImageRecord, obj: ObjectRecord) -> list[Rle]:
     if label.kind == "object":
         if task == COMMON_OBJECT:
             # "Which object do the images share?": every instance of that category in the image is right.
-            return masks.union([o.mask for o in image.objects if o.category == label.name])
-        return obj.mask
-    return masks.union([p.mask for p in obj.parts if p.name == label.name])
+            return [o.mask for o in image.objects if o.category == label.name]
+        return [obj.mask]
+    return [p.mask for p in obj.parts if p.name == label.name]

@@ -5,6 +5,7 @@ Masks are COCO compressed RLE at the image's full resolution (see :mod:`mixedpar
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -28,7 +29,7 @@ class ObjectRecord:
     area: int
     parts: tuple[PartRecord, ...] = ()  # several instances of one part name may occur
 
-    @property
+    @functools.cached_property  # writes the instance __dict__, so the dataclass stays frozen; read per sample
     def part_names(self) -> frozenset[str]:
         return frozenset(p.name for p in self.parts)
 
