@@ -3,8 +3,8 @@
     python benchmarks/build.py [--scale small|full] [--sources DIR] [--workers 2] [--out DIR]
 
 Times the build (reading, pairing, writing) and then, in the same process, the floor of the same
-work: every pycocotools union the rows need (the same instance masks, merged in one tight loop on one
-core) plus a pyarrow write of the finished shards' columns (read back, written again with the
+work: every distinct pycocotools union the rows need (the same instance masks, merged in one tight
+loop on one core) plus a pyarrow write of the finished shards' columns (read back, written again with the
 builder's settings). Prints build time / floor (goal <= 2.0), samples/s, peak RSS and the counts; the
 last line is one JSON object with the figures (``time_over_floor`` is the ratio). ``--sources``
 reuses an existing ``mixedparts synth --scale ... --no-images`` folder.
@@ -49,20 +49,23 @@ def cpu_seconds() -> float:
 
 
 def union_floor(pools: dict, plans: dict) -> tuple[float, float, int]:
-    """Wall and CPU seconds merging every multi-instance union of every row, and how many unions that is.
+    """Wall and CPU seconds merging each distinct multi-instance union the rows need, and how many.
 
-    Gathering the lists and turning counts into bytes is left out of the timing: only pycocotools'
-    merge, the work no row assembly can avoid, is timed. Single-instance masks need no merge.
+    Distinct: the builder merges an object's part once however many samples it serves in, so the
+    floor does too (the stricter floor). Gathering the lists and turning counts into bytes is left
+    out of the timing: only pycocotools' merge is timed. Single-instance masks need no merge.
     """
     seconds = cpu = 0.0
-    unions = 0
+    seen: set = set()
     for split, plan in plans.items():
         for chunk_start in range(0, len(plan), CHUNK_ROWS):
             lists = []
             for i in range(chunk_start, min(len(plan), chunk_start + CHUNK_ROWS)):
                 pool_index, task, objects = plan.row(i)
                 for instances in union_inputs(pools[split][pool_index], task, objects):
-                    if len(instances) > 1:
+                    key = (split, pool_index, *map(id, instances))  # the instance dicts live as long as the pools
+                    if len(instances) > 1 and key not in seen:
+                        seen.add(key)
                         lists.append([{"size": r["size"], "counts": r["counts"].encode()} for r in instances])
             merge = mask_utils.merge
             start, start_cpu = time.perf_counter(), time.process_time()
@@ -70,8 +73,7 @@ def union_floor(pools: dict, plans: dict) -> tuple[float, float, int]:
                 merge(instances, intersect=False)
             seconds += time.perf_counter() - start
             cpu += time.process_time() - start_cpu
-            unions += len(lists)
-    return seconds, cpu, unions
+    return seconds, cpu, len(seen)
 
 
 def write_floor(data: Path, scratch: Path) -> tuple[float, float]:
@@ -114,8 +116,9 @@ def main() -> int:
         total = sum(result.split_rows.values())
         size = sum(p.stat().st_size for p in (out / "data").glob("*.parquet"))
         peak = peak_rss_gb()
-        print(f"build: {total:,} samples in {elapsed:.1f} s, {elapsed_cpu:.1f} CPU s ({total / elapsed:,.0f} samples/s), "
-              f"peak RSS {peak:.2f} GB, {size / 1024**3:.2f} GB of shards, workers={args.workers}")
+        print(f"build: {total:,} samples in {elapsed:.1f} s, {elapsed_cpu:.1f} CPU s "
+              f"({total / elapsed:,.0f} samples/s), peak RSS {peak:.2f} GB, {size / 1024**3:.2f} GB of shards, "
+              f"workers={args.workers}")
         print("  stages: " + ", ".join(f"{stage} {sec:.1f} s" for stage, sec in result.seconds.items()))
         for split, per_source in result.counts.items():
             for source, per_task in per_source.items():

@@ -37,7 +37,17 @@ def sample_rng(key: bytes) -> np.random.Generator:
 def materialize(pool: Pool, task: int, objects: tuple[int, ...], seed: int) -> dict:
     """The row of a planned sample: the task's rule decides its part labels."""
     images, chosen, common, unique_by_image = chosen_labels(pool, task, objects)
-    return sample_row(pool.source, pool.split, task, images, chosen, seed, common, unique_by_image)
+    unions = pool.unions
+
+    def mask_of(label: Label, image_index: int) -> Rle:
+        key = (objects[image_index], None, task == COMMON_OBJECT) if label.kind == "object" else (
+            objects[image_index], label.name)
+        mask = unions.get(key)
+        if mask is None:
+            mask = unions[key] = label_mask(label, task, images[image_index], chosen[image_index])
+        return mask
+
+    return sample_row(pool.source, pool.split, task, images, chosen, seed, common, unique_by_image, mask_of)
 
 
 def chosen_labels(pool: Pool, task: int, objects: tuple[int, ...]):
@@ -70,8 +80,9 @@ def union_inputs(pool: Pool, task: int, objects: tuple[int, ...]) -> list[list[R
 
 
 def sample_row(source: str, split: str, task: int, images: list[ImageRecord], chosen: list[ObjectRecord],
-               seed: int, common: list[str], unique_by_image: list[list[str]]) -> dict:
-    """A Sample row. ``common`` / ``unique_by_image`` name the part labels (each must be on its objects)."""
+               seed: int, common: list[str], unique_by_image: list[list[str]], mask_of=None) -> dict:
+    """A Sample row. ``common`` / ``unique_by_image`` name the part labels (each must be on its objects);
+    ``mask_of(label, image_index)``, if given, stands in for :func:`label_mask` (a cache)."""
     key = sample_key(source, split, task, images, chosen, seed)
     rng = sample_rng(key)
     k = len(images)
@@ -92,11 +103,15 @@ def sample_row(source: str, split: str, task: int, images: list[ImageRecord], ch
         answer = f"{answer} {language.parts_sentence(part_labels, kind, rng)}"
         labels = labels + part_labels
 
+    if mask_of is None:
+        def mask_of(label: Label, image_index: int) -> Rle:
+            return label_mask(label, task, images[image_index], chosen[image_index])
+
     segments = []
     for label in labels:
         for image_index in label.image_indices:
             segments.append({"label": label.name, "kind": label.kind, "image_index": image_index,
-                             "mask": label_mask(label, task, images[image_index], chosen[image_index])})
+                             "mask": mask_of(label, image_index)})
     return {
         "sample_id": f"{source}-{split}-{TASKS[task]}-{key.hex()[:16]}",
         "source": source,

@@ -21,6 +21,9 @@ class Pool:
     object_parts: list[frozenset] = field(default_factory=list)  # object -> part-name ids
     categories: list[str] = field(default_factory=list)
     part_names: list[str] = field(default_factory=list)
+    # Segment masks already merged, by (object, part name) or (object, None, common-object task): an
+    # object serves in many samples, and each union is a pycocotools merge. Filled while writing.
+    unions: dict = field(default_factory=dict, repr=False)
 
     def add(self, image: ImageRecord, category_ids: dict, part_ids: dict) -> None:
         image_index = len(self.images)
