@@ -31,7 +31,8 @@ def sample_rng(key: bytes) -> np.random.Generator:
     array gives the same state while skipping its per-element coercion of a Python list (~70 us of
     the ~100 us a row spent creating its generator).
     """
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(np.frombuffer(key, np.uint8).astype(np.uint32))))
+    words = np.frombuffer(key, dtype=np.uint8).astype(np.uint32)
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(words)))
 
 
 def materialize(pool: Pool, task: int, objects: tuple[int, ...], seed: int) -> dict:
@@ -65,7 +66,7 @@ def union_inputs(pool: Pool, task: int, objects: tuple[int, ...]) -> list[list[R
     """The instance masks behind each segment of the planned sample, one list per segment, in no order.
 
     What the row's masks cost no matter how the row is assembled: ``benchmarks/build.py`` merges
-    exactly these lists in a tight loop as the floor of the writing stage.
+    these lists (each distinct one once, as the builder's cache does) as the floor of the writing stage.
     """
     images, chosen, common, unique_by_image = chosen_labels(pool, task, objects)
     k = len(images)
