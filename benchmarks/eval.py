@@ -206,7 +206,8 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     scratch = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="mixedparts-evalbench-"))
-    eval_command = [sys.executable, "-m", "mixedparts.metrics.cli"]
+    # What the mixedparts-eval console script runs (mixedparts.metrics.cli has no __main__ block).
+    eval_command = [sys.executable, "-c", "import sys; from mixedparts.cli import eval_main; sys.exit(eval_main())"]
     try:
         started = time.perf_counter()
         rows, predictions = synthesize(args.samples)
