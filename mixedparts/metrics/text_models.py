@@ -2,7 +2,7 @@
 
 An embedder maps a list of distinct strings to L2-normalized rows, so cosine is a dot product.
 Evaluation embeds each distinct label once per run, in batches. Models load lazily and once per
-process: importing sentence-transformers alone takes seconds.
+process: importing torch and transformers alone takes seconds, so an empty label list loads nothing.
 """
 
 from __future__ import annotations
