@@ -7,7 +7,8 @@ Synthesizes the ``small`` synthetic releases with their images drawn at ``--imag
 typical 640x480 by default) and builds at most ``--max-samples`` samples per split (about a minute
 on 2 cores), unless ``--data`` holds a build already (then it is reused; a fresh build there is kept).
 Prints, in one process, the best of ``--repeat`` passes with the page cache warm, as wall-clock
-samples/s and samples per CPU second of the process (the fairer per-core figure on a shared machine):
+samples/s and samples per CPU second of the process (the fairer per-core figure on a shared machine),
+and last one JSON line with the figures:
 
 - rows with nothing decoded; with masks decoded (images off; goal >= 2,000 samples/s per core), row
   by row, in batches of 64, and streaming;
@@ -19,6 +20,7 @@ samples/s and samples per CPU second of the process (the fairer per-core figure 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -122,13 +124,23 @@ def measure(data: Path, args) -> None:
             count += len(batch["sample_id"])
         return count
 
-    print(f"no decoding, row by row:           {rate(*best_of(args.repeat, lambda: iterate(plain)))}")
+    figures: dict = {"benchmark": "loader", "split": args.split, "samples": n, "cpus": os.cpu_count()}
+
+    def record(name: str, measured: tuple[float, float, int]) -> str:
+        wall, cpu, count = measured
+        figures[f"{name}_per_s"] = round(count / wall)
+        figures[f"{name}_per_cpu_s"] = round(count / cpu)
+        return rate(wall, cpu, count)
+
+    print(f"no decoding, row by row:           {record('plain', best_of(args.repeat, lambda: iterate(plain)))}")
     with_masks = load_dataset(data, split=args.split, decode_masks=True)
-    print(f"masks decoded, row by row:         {rate(*best_of(args.repeat, lambda: iterate(with_masks)))}"
+    print(f"masks decoded, row by row:         {record('masks', best_of(args.repeat, lambda: iterate(with_masks)))}"
           f"   (goal >= 2,000 per core)")
-    print(f"masks decoded, batches of 64:      {rate(*best_of(args.repeat, lambda: iterate_batches(with_masks)))}")
+    print(f"masks decoded, batches of 64:      "
+          f"{record('masks_batched', best_of(args.repeat, lambda: iterate_batches(with_masks)))}")
     streamed = load_dataset(data, split=args.split, decode_masks=True, streaming=True)
-    print(f"masks decoded, streaming:          {rate(*best_of(args.repeat, lambda: iterate(streamed)))}")
+    streaming = best_of(args.repeat, lambda: iterate(streamed))
+    print(f"masks decoded, streaming:          {record('masks_streaming', streaming)}")
 
     # Images on: the loader against a bare PIL loop over the same files, in the same order.
     resolver = ImageResolver.for_dataset(data)
@@ -145,10 +157,12 @@ def measure(data: Path, args) -> None:
     raw()  # warm the page cache
     loader_wall, loader_cpu, _ = best_of(args.repeat, lambda: iterate(with_images))
     raw_wall, raw_cpu, _ = best_of(args.repeat, raw)
-    print(f"images decoded (masks off):        {rate(loader_wall, loader_cpu, n)}")
+    print(f"images decoded (masks off):        {record('images', (loader_wall, loader_cpu, n))}")
     print(f"  bare PIL open + convert('RGB') of the same {len(files):,} JPEGs: {rate(raw_wall, raw_cpu, n)}")
     print(f"  loader overhead: {loader_wall / raw_wall - 1:+.1%} wall, {loader_cpu / raw_cpu - 1:+.1%} CPU "
           f"(goal <= 10%)")
+    figures["image_overhead_wall"] = round(loader_wall / raw_wall - 1, 4)
+    figures["image_overhead_cpu"] = round(loader_cpu / raw_cpu - 1, 4)
 
     try:
         import torch
@@ -157,6 +171,7 @@ def measure(data: Path, args) -> None:
         from mixedparts.torch_data import collate
     except ImportError:
         print("torch not installed: DataLoader pass skipped")
+        print(json.dumps(figures))
         return
     torch.set_num_threads(1)
     both = load_dataset(data, split=args.split, decode_images=True, decode_masks=True)
@@ -169,7 +184,9 @@ def measure(data: Path, args) -> None:
             count += len(batch["sample_id"])
         return count
 
-    print(f"DataLoader + collate (images and masks, batch 8, 0 workers): {rate(*best_of(args.repeat, batches))}")
+    collated = best_of(args.repeat, batches)
+    print(f"DataLoader + collate (images and masks, batch 8, 0 workers): {record('dataloader', collated)}")
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

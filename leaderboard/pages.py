@@ -45,6 +45,12 @@ form.upload { display: grid; grid-template-columns: max-content minmax(12rem, 28
 form.upload button { grid-column: 2; justify-self: start; padding: .3rem 1rem; }
 #upload-status { grid-column: 1 / span 2; min-height: 1.4em; }
 .dup { background: #6b6b6b; }
+.ci { color: #666; font-size: .8em; white-space: nowrap; }
+.cards { display: flex; gap: 1rem; flex-wrap: wrap; }
+.card { border: 1px solid #ddd; border-radius: .4rem; padding: .5rem .9rem; min-width: 7rem; }
+.card .value { font-size: 1.6rem; font-weight: 600; }
+.charts { display: flex; gap: 1.5rem; flex-wrap: wrap; }
+.below { background: #a33; }
 """
 
 JS = """\
@@ -219,7 +225,7 @@ def table_page(table: dict, site_title: str, ground_truth: dict, include_paper: 
             name = f'<a href="/submissions/{int(row["id"])}">{name}</a>'
         link = (f' <a href="{e(row["url"])}" rel="nofollow noopener noreferrer" class="muted">'
                 f'{"paper" if paper else "link"}</a>' if row.get("url") else "")
-        badge = f' <span class="badge">{e(row["note"])}</span>' if paper else ""
+        badge = f' <span class="badge">{e(row["note"])}</span>' if paper else _below_top_marker(row)
         if row.get("duplicate_of"):
             badge += (f' <span class="badge dup" title="the same file (sha256) as submission {int(row["duplicate_of"])}">'
                       f'same file as #{int(row["duplicate_of"])}</span>')
@@ -297,6 +303,7 @@ command line below.</p></noscript>
 <p class="muted">The table as JSON: <a href="/api/table{e(_query(task=task, sort=sort, order=order))}">/api/table</a>;
 as Markdown or CSV: <code>mixedparts-leaderboard table --server URL --format markdown</code>.
 Default variant: {e(variant)}.</p>
+{_significance_note(table)}
 """
     return _page(site_title, body, site_title)
 
@@ -306,6 +313,38 @@ def _limits_text(max_upload_bytes: int | None) -> str:
         return ""
     return (f"Files up to {max_upload_bytes / 2**20:g} MiB. The format is checked by the server; a malformed file "
             f"still counts toward the daily quota, so check it first with mixedparts-eval.")
+
+
+def _below_top_marker(row: dict) -> str:
+    below = row.get("below_top")
+    if not below:
+        return ""
+    low, high = below["ci95"]
+    return (f' <span class="badge below" title="significantly below the top entry in {e(below["metric"])}: '
+            f'{below["difference"]:+.1f} points, 95% CI [{low:+.1f}, {high:+.1f}], p = {below["p_value"]:.3g} '
+            f'(paired bootstrap)">&#9660; below top</span>')
+
+
+def _significance_note(table: dict) -> str:
+    test = table.get("significance")
+    if not test:
+        return ""
+    return (f'<p class="legend muted"><span class="badge below">&#9660; below top</span> marks submissions whose '
+            f'{e(test["metric"])} is significantly below the top entry\'s (p &lt; {test["alpha"]:g}): a paired bootstrap '
+            f'over the hidden split\'s samples ({test["replicates"]} resamplings within each task), the test of '
+            f'<code>mixedparts-compare</code>. Unmarked entries are not significantly below it.</p>')
+
+
+def report_section(report: dict | None) -> str:
+    """The submission's report on the hidden split: aggregates only (mixedparts.analysis.report.public_summary)."""
+    if not report:
+        return ""
+    from mixedparts.analysis.html import sections
+
+    return (f'<h2 id="report">Report</h2><p class="muted">Error analysis of this submission on the hidden split, '
+            f'as <code>mixedparts-eval --report</code> writes it, less everything that would show the hidden ground '
+            f'truth (labels, categories, sample ids, pictures): run it on the validation split for those.</p>'
+            f'{sections(report)}')
 
 
 def submission_page(submission: dict, site_title: str) -> str:
@@ -346,6 +385,7 @@ def submission_page(submission: dict, site_title: str) -> str:
 <h2>Counts</h2>
 <table class="kv"><tbody>{count_rows}</tbody></table>
 {f"<h2>Warnings</h2><ul>{warnings}</ul>" if warnings else ""}
+{report_section(submission.get("report"))}
 """
     return _page(f"{submission['model']} — {site_title}", body, site_title)
 

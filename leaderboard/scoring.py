@@ -85,7 +85,8 @@ def score_file(truth, path: str | os.PathLike, display: str, workers: int | None
     path = str(path)
     try:
         predictions = read_predictions(path)
-        result = evaluate(truth, predictions, EvalOptions(), breakdowns=(), workers=workers, embedder=embedder)
+        result = evaluate(truth, predictions, EvalOptions(), breakdowns=("source",), workers=workers,
+                          embedder=embedder, bootstrap=REPORT_BOOTSTRAP, keep_details=True)
     except MixedPartsError as error:
         return {"status": REJECTED, "message": str(error).replace(path, display)}
     except (MemoryError, RecursionError) as error:
@@ -95,8 +96,22 @@ def score_file(truth, path: str | os.PathLike, display: str, workers: int | None
     document["predictions"] = display
     document["ground_truth"] = f"hidden ({truth.split} split, {len(truth.rows)} samples)"
     document.pop("breakdowns", None)
+    document.update(_report_parts(result))
     document = _json_safe(document)
     return {"status": SCORED, "scores": document["scores"], "variant": document["variant"], "result": document}
+
+
+REPORT_BOOTSTRAP = 200
+"""Resamplings behind the intervals of the detail page's report: a tenth of a small submission's scoring
+time (1000 would double it and slow the queue); the table's paired test runs its own 1000 in the server."""
+
+
+def _report_parts(result) -> dict:
+    """The detail page's report (aggregates only: the ground truth is hidden) and the per-sample sums that
+    the table's paired test needs (leaderboard.significance)."""
+    from mixedparts.analysis.report import public_report, resampling_arrays
+
+    return {"report": public_report(result), "resampling": resampling_arrays(result)}
 
 
 def _json_safe(value):

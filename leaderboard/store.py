@@ -495,6 +495,7 @@ def submission_dict(s: Submission, team_name: str, queue_position: int | None = 
         out["counts"] = s.result.get("counts")
         out["warnings"] = s.result.get("warnings")
         out["text_models"] = s.result.get("text_models")
+        out["report"] = s.result.get("report")
     return out
 
 

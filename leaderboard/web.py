@@ -38,7 +38,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from leaderboard import pages, store
+from leaderboard import pages, significance, store
 from leaderboard.db import Database, DatabaseGone
 from leaderboard.plot import plot_svg
 from leaderboard.store import StoreError
@@ -196,8 +196,9 @@ def create_app(config: AppConfig, db: Database | None = None) -> FastAPI:
                                             f"nothing was recorded, try again later", {"Retry-After": "30"})
 
     def view(task: str, sort: str, order: str, paper: int, every: int = 0) -> dict:
-        return build_table(store.scored_rows(db), task, sort, order, include_paper=bool(paper),
-                           ground_truth=config.ground_truth, best_per_model=not every)
+        table = build_table(store.scored_rows(db), task, sort, order, include_paper=bool(paper),
+                            ground_truth=config.ground_truth, best_per_model=not every)
+        return significance.mark(db, table)
 
     # ---------------------------------------------------------------- pages
 

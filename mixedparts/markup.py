@@ -5,6 +5,7 @@ The i-th ``[SEG]`` of an answer is the i-th segment; its ``(IMAGEk)`` tag (1-bas
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -25,6 +26,12 @@ def image_tag(image_index: int) -> str:
 
 def grounded(phrase: str, image_indices: list[int] | tuple[int, ...]) -> str:
     """``<p> phrase </p> [SEG] (IMAGEk) ...`` for the given 0-based image indices."""
+    return _grounded(phrase, tuple(image_indices))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _grounded(phrase: str, image_indices: tuple[int, ...]) -> str:
+    # The builder writes millions of answers from a few thousand distinct phrases.
     segs = " ".join(f"{SEG_TOKEN} {image_tag(i)}" for i in image_indices)
     return f"<p> {phrase} </p> {segs}".rstrip()
 

@@ -201,7 +201,9 @@ def test_bootstrap_ap_with_every_sample_once_is_the_point_estimate(minilm):
     task_units = np.flatnonzero(np.isin(scored.sample, [i for i, r in enumerate(rows) if r["task"] == "common_parts"]))
     _, unit_sample = np.unique(scored.sample[task_units], return_inverse=True)
     samples = unit_sample.max() + 1
-    detections = evaluate_module._SampleDetections(scored, task_units, unit_sample, samples)
+    from mixedparts.metrics.resampling import SampleDetections
+
+    detections = SampleDetections.from_scored(scored, task_units, unit_sample, samples)
     value = detections.ap50(np.arange(samples))
     assert 100 * value == pytest.approx(result.scores.loc["common_parts", "AP50"], abs=1e-9)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,9 @@ class BuildResult:
     shards_written: int
     shards_skipped: int
     seconds: dict  # wall time per stage: reading, pairing, writing
+    # What was planned, for benchmarks/build.py's floor (which re-derives the work of every row).
+    pools: dict = field(default_factory=dict, repr=False)
+    plans: dict = field(default_factory=dict, repr=False)
 
 
 def read_pools(readers, options: BuildOptions, progress: bool) -> dict[str, list[Pool]]:
@@ -116,7 +119,7 @@ def build(readers, out: str | Path, options: BuildOptions = BuildOptions(), work
     counts = count_rows(pools, plans)
     finish(out, shards, split_rows, counts, {"options": options.fingerprint(), "seed": options.seed,
                                             "sources": sources, "image_roots": image_roots(readers)})
-    return BuildResult(out, split_rows, counts, written, kept, seconds)
+    return BuildResult(out, split_rows, counts, written, kept, seconds, pools, plans)
 
 
 def count_rows(pools: dict, plans: dict) -> dict:

@@ -11,6 +11,7 @@ from mixedparts.build import language
 from mixedparts.build.language import Label
 from mixedparts.build.pairing import COMMON_OBJECT, COMMON_PARTS, UNIQUE_PARTS, unique_parts_by_object
 from mixedparts.build.pool import Pool
+from mixedparts.masks import Rle
 from mixedparts.schema import TASKS
 from mixedparts.sources.records import ImageRecord, ObjectRecord
 
@@ -23,8 +24,35 @@ def sample_key(source: str, split: str, task: int, images: list[ImageRecord], ch
     return hashlib.blake2b("|".join(parts).encode(), digest_size=16).digest()
 
 
+def sample_rng(key: bytes) -> np.random.Generator:
+    """The generator of a sample's wording: the stream of ``np.random.default_rng(list(key))``.
+
+    SeedSequence reads a list of byte values as one uint32 word each; handing it those words as an
+    array gives the same state while skipping its per-element coercion of a Python list (~70 us of
+    the ~100 us a row spent creating its generator).
+    """
+    words = np.frombuffer(key, dtype=np.uint8).astype(np.uint32)
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(words)))
+
+
 def materialize(pool: Pool, task: int, objects: tuple[int, ...], seed: int) -> dict:
     """The row of a planned sample: the task's rule decides its part labels."""
+    images, chosen, common, unique_by_image = chosen_labels(pool, task, objects)
+    unions = pool.unions
+
+    def mask_of(label: Label, image_index: int) -> Rle:
+        key = (objects[image_index], None, task == COMMON_OBJECT) if label.kind == "object" else (
+            objects[image_index], label.name)
+        mask = unions.get(key)
+        if mask is None:
+            mask = unions[key] = label_mask(label, task, images[image_index], chosen[image_index])
+        return mask
+
+    return sample_row(pool.source, pool.split, task, images, chosen, seed, common, unique_by_image, mask_of)
+
+
+def chosen_labels(pool: Pool, task: int, objects: tuple[int, ...]):
+    """(images, objects, common part names, unique part names by image) of a planned sample."""
     images = [pool.images[pool.object_image[o]] for o in objects]
     chosen = [image.objects[pool.object_slot[o]] for image, o in zip(images, objects)]
     part_sets = [obj.part_names for obj in chosen]
@@ -33,14 +61,33 @@ def materialize(pool: Pool, task: int, objects: tuple[int, ...], seed: int) -> d
     if task == UNIQUE_PARTS:
         present = [pool.present_part_names(o) for o in objects]
         unique_by_image = [sorted(names) for names in unique_parts_by_object(part_sets, present)]
-    return sample_row(pool.source, pool.split, task, images, chosen, seed, common, unique_by_image)
+    return images, chosen, common, unique_by_image
+
+
+def union_inputs(pool: Pool, task: int, objects: tuple[int, ...]) -> list[list[Rle]]:
+    """The instance masks behind each segment of the planned sample, one list per segment, in no order.
+
+    What the row's masks cost no matter how the row is assembled: ``benchmarks/build.py`` merges
+    these lists (each distinct one once, as the builder's cache does) as the floor of the writing stage.
+    """
+    images, chosen, common, unique_by_image = chosen_labels(pool, task, objects)
+    k = len(images)
+    if task == COMMON_OBJECT:
+        label = Label(chosen[0].category, "object", tuple(range(k)))
+        return [label_instances(label, task, image, obj) for image, obj in zip(images, chosen)]
+    lists = [[obj.mask] for obj in chosen]
+    names_by_image = [common] * k if task == COMMON_PARTS else unique_by_image
+    for image, obj, names in zip(images, chosen, names_by_image):
+        lists += [label_instances(Label(name, "part", ()), task, image, obj) for name in names]
+    return lists
 
 
 def sample_row(source: str, split: str, task: int, images: list[ImageRecord], chosen: list[ObjectRecord],
-               seed: int, common: list[str], unique_by_image: list[list[str]]) -> dict:
-    """A Sample row. ``common`` / ``unique_by_image`` name the part labels (each must be on its objects)."""
+               seed: int, common: list[str], unique_by_image: list[list[str]], mask_of=None) -> dict:
+    """A Sample row. ``common`` / ``unique_by_image`` name the part labels (each must be on its objects);
+    ``mask_of(label, image_index)``, if given, stands in for :func:`label_mask` (a cache)."""
     key = sample_key(source, split, task, images, chosen, seed)
-    rng = np.random.default_rng(list(key))
+    rng = sample_rng(key)
     k = len(images)
     categories = [obj.category for obj in chosen]
 
@@ -59,11 +106,15 @@ def sample_row(source: str, split: str, task: int, images: list[ImageRecord], ch
         answer = f"{answer} {language.parts_sentence(part_labels, kind, rng)}"
         labels = labels + part_labels
 
+    if mask_of is None:
+        def mask_of(label: Label, image_index: int) -> Rle:
+            return label_mask(label, task, images[image_index], chosen[image_index])
+
     segments = []
     for label in labels:
         for image_index in label.image_indices:
             segments.append({"label": label.name, "kind": label.kind, "image_index": image_index,
-                             "mask": label_mask(label, task, images[image_index], chosen[image_index])})
+                             "mask": mask_of(label, image_index)})
     return {
         "sample_id": f"{source}-{split}-{TASKS[task]}-{key.hex()[:16]}",
         "source": source,
@@ -78,11 +129,15 @@ def sample_row(source: str, split: str, task: int, images: list[ImageRecord], ch
     }
 
 
-def label_mask(label: Label, task: int, image: ImageRecord, obj: ObjectRecord) -> dict:
+def label_mask(label: Label, task: int, image: ImageRecord, obj: ObjectRecord) -> Rle:
     """A label's mask in one image: the union of its instances (see the README's pairing rules)."""
+    return masks.union(label_instances(label, task, image, obj))
+
+
+def label_instances(label: Label, task: int, image: ImageRecord, obj: ObjectRecord) -> list[Rle]:
     if label.kind == "object":
         if task == COMMON_OBJECT:
             # "Which object do the images share?": every instance of that category in the image is right.
-            return masks.union([o.mask for o in image.objects if o.category == label.name])
-        return obj.mask
-    return masks.union([p.mask for p in obj.parts if p.name == label.name])
+            return [o.mask for o in image.objects if o.category == label.name]
+        return [obj.mask]
+    return [p.mask for p in obj.parts if p.name == label.name]

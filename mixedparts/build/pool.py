@@ -25,6 +25,9 @@ class Pool:
     part_presence: str = "all-annotations"
     _present: list | None = field(default=None, init=False, repr=False, compare=False)
     _names: list | None = field(default=None, init=False, repr=False, compare=False)
+    # Segment masks already merged, by (object, part name) or (object, None, common-object task): an
+    # object serves in many samples, and each union is a pycocotools merge. Filled while writing.
+    unions: dict = field(default_factory=dict, repr=False)
 
     def add(self, image: ImageRecord, category_ids: dict, part_ids: dict) -> None:
         image_index = len(self.images)

@@ -26,12 +26,16 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def write_table(table: pa.Table, path: Path) -> None:
+    """The shards' Parquet settings (also what ``benchmarks/build.py`` times as the floor of a write)."""
+    pq.write_table(table, path, compression="zstd", row_group_size=ROW_GROUP_ROWS, write_statistics=False)
+
+
 def write_shard(rows: list[dict], path: Path) -> str:
     """Write ``rows`` to ``path`` via a temporary file; returns the file's sha256."""
     table = pa.Table.from_pylist(rows, schema=schema.SAMPLE_FEATURES.arrow_schema)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, temporary, compression="zstd", row_group_size=ROW_GROUP_ROWS,
-                   write_statistics=False)
+    write_table(table, temporary)
     digest = sha256_of(temporary)
     os.replace(temporary, path)
     return digest

