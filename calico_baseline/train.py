@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 DEFAULTS = {
-    "model": {"preset": "calico-tiny", "overrides": {}, "tokenizer": None, "base_checkpoints": {},
+    "model": {"preset": None, "overrides": {}, "tokenizer": None, "base_checkpoints": {},
               "dtype": None, "trainable_dtype": "fp32"},
     "data": {"path": None, "split": "train", "image_roots": {}, "limit": None, "max_length": 1024},
     "train": {"output_dir": "runs/calico", "lr": 4e-4, "betas": [0.9, 0.95], "weight_decay": 0.0,
@@ -62,28 +62,33 @@ def lr_lambda(warmup: int, total: int):
 
 
 def build_model_and_tokenizer(config: dict, rows: list[dict]):
+    """The model ``config['model']`` describes. Sizes come from the named checkpoint folders' own config.json
+    files (and SAM's weight shapes); the preset (``calico-7b`` when checkpoints are named and no preset is,
+    else ``calico-tiny``) fills only what they do not say; ``overrides`` come last."""
     from transformers import AutoTokenizer
 
-    from calico_baseline.checkpoints import build_low_memory, load_base_checkpoints
-    from calico_baseline.config import preset
+    from calico_baseline.checkpoints import build_low_memory, load_base_checkpoints, sizes_from_checkpoints
+    from calico_baseline.config import layered, preset
     from calico_baseline.modeling import CalicoForCausalLM
-    from calico_baseline.tokenization import build_tiny_tokenizer, check_tokenizer, config_overrides
+    from calico_baseline.tokenization import (add_grounding_tokens, build_tiny_tokenizer, check_tokenizer,
+                                              config_overrides)
 
     m = config["model"]
     if m["tokenizer"]:
         tokenizer = AutoTokenizer.from_pretrained(m["tokenizer"])
+        add_grounding_tokens(tokenizer)
     else:  # calico-tiny: a small BPE trained on the training texts
         tokenizer = build_tiny_tokenizer([r["question"] for r in rows] + [r["answer"] for r in rows])
     check_tokenizer(tokenizer)
-    overrides = dict(m["overrides"])
-    if not m["tokenizer"]:
-        tok = config_overrides(tokenizer)
-        overrides["text_config"] = {**overrides.get("text_config", {}), **tok.pop("text_config")}
-        overrides.update(tok)
-    else:
-        overrides.setdefault("seg_token_id", tokenizer.convert_tokens_to_ids("[SEG]"))
-    bases = {k: v for k, v in (m["base_checkpoints"] or {}).items() if v}
-    model_config = preset(m["preset"], base_checkpoints=bases, **overrides)
+    bases = {k: str(v) for k, v in (m["base_checkpoints"] or {}).items() if v}
+    sizes = sizes_from_checkpoints(bases)
+    tok = config_overrides(tokenizer)
+    if m["tokenizer"]:  # a published tokenizer: the checkpoint's vocabulary, grown if tokens were added
+        vocab = sizes.get("text_config", {}).get("vocab_size", 0)
+        tok["text_config"]["vocab_size"] = max(vocab, len(tokenizer))
+    name = m.get("preset") or ("calico-7b" if bases else "calico-tiny")
+    settings = layered(sizes, tok, m["overrides"] or {})
+    model_config = preset(name, base_checkpoints=bases, **settings)
     dtype = DTYPES[m.get("dtype") or "fp32"]
     if bases and m.get("dtype"):  # low memory: meta device, checkpoints loaded straight into dtype
         model, _ = build_low_memory(model_config, dtype=dtype, trainable_dtype=DTYPES[m.get("trainable_dtype") or "fp32"])
