@@ -142,12 +142,19 @@ def map_official(model, state: dict) -> tuple[dict, list[str]]:
     return {**mapped, **more}, unused + skipped
 
 
+CLIP_TOWER_PARTS = ("embeddings.", "encoder.", "pre_layrnorm.", "post_layernorm.")
+
+
 def map_clip(model, state: dict) -> tuple[dict, list[str]]:
-    """transformers CLIPModel / CLIPVisionModel keys (``vision_model.*``) -> the vision tower."""
+    """transformers CLIP keys -> the vision tower: ``vision_model.*`` of a ``CLIPModel`` file (the hub's
+    openai/clip-vit-large-patch14[-336]) or of a 4.x ``CLIPVisionModel``; the unprefixed ``embeddings.*`` /
+    ``encoder.*`` of a ``CLIPVisionModel`` saved by transformers 5. The text tower and projections are unused."""
     mapped, unused = {}, []
     for key, value in state.items():
         if key.startswith("vision_model."):
             mapped[_tower_key(model, key)] = value
+        elif key.startswith(CLIP_TOWER_PARTS):
+            mapped[_tower_key(model, "vision_model." + key)] = value
         else:
             unused.append(key)
     return mapped, unused

@@ -305,7 +305,8 @@ def materialize_fresh(model, dtype: torch.dtype) -> list[str]:
         metas = [n for n, b in module.named_buffers(recurse=False) if b.is_meta]
         if not metas:
             continue
-        if not type(module).__name__.endswith("RotaryEmbedding"):
+        # recomputed buffers (rotary inv_freq, CLIP's position_ids arange): the module, rebuilt from its config
+        if getattr(module, "config", None) is None:
             raise ValueError(f"{module_name}: buffers {metas} are on the meta device and no checkpoint provides them")
         with torch.device("cpu"):
             rebuilt = type(module)(config=module.config)

@@ -17,6 +17,7 @@ from calico_baseline.config import IMAGE_PLACEHOLDER_ID
 SYSTEM = ("A chat between a curious human and an artificial intelligence assistant. "
           "The assistant gives helpful, detailed, and polite answers to the human's questions.")
 GROUNDING_TOKENS = ["<im_start>", "<im_end>", "<bbox>", "<point>", "[SEG]", "<p>", "</p>"]  # GLaMM order
+NEEDED_TOKENS = ["<im_start>", "<im_end>", "[SEG]", "<p>", "</p>"]  # what the prompt and answers use, GLaMM's order
 IMAGE = "<image>"
 
 
@@ -55,13 +56,13 @@ def decode_answer(tokenizer, ids: Iterable[int]) -> str:
 
 
 def add_grounding_tokens(tokenizer) -> list[str]:
-    """Add the grounding tokens a published tokenizer lacks, in GLaMM's order, as GLaMM's train.py adds them
+    """Add the grounding tokens the prompts and answers use that a published tokenizer lacks, in GLaMM's order, as GLaMM's train.py adds them
     (``add_tokens(..., special_tokens=True)``); returns those added. LISA-7B-v1's tokenizer has ``[SEG]``,
     ``<im_start>``, ``<im_end>`` (LISA's train_ds.py) and gains ``<p>``, ``</p>``; GLaMM's has all seven. The
     model's embedding and LM-head rows grow to match when the checkpoint loads
     (:func:`calico_baseline.checkpoints.grow_vocabulary`). A missing pad token becomes ``unk``, as both do."""
     unk = tokenizer.unk_token_id
-    missing = [t for t in GROUNDING_TOKENS if tokenizer.convert_tokens_to_ids(t) in (None, unk)]
+    missing = [t for t in NEEDED_TOKENS if tokenizer.convert_tokens_to_ids(t) in (None, unk)]
     if missing:
         tokenizer.add_tokens(missing, special_tokens=True)
     if tokenizer.pad_token is None and tokenizer.unk_token is not None:
