@@ -156,6 +156,9 @@ def train(config: dict, resume: bool = False, build_model=None) -> Path:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t["warmup_steps"], t["max_steps"]))
     trained_names = set(trained_state_dict(model))  # names as the unwrapped model has them
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    if accelerator.distributed_type.value == "DEEPSPEED" and accelerator.mixed_precision == "bf16":
+        accelerator.print("DeepSpeed bf16: the module (trained weights too) runs in bf16; the trained weights' fp32 "
+                          "master copy is kept by ZeRO's optimizer")
     progress = TrainerState(generator)
     # the scheduler is registered, not prepared: a prepared one would step once per process
     accelerator.register_for_checkpointing(scheduler, progress)

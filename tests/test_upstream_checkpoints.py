@@ -216,3 +216,83 @@ def test_glamm_with_its_own_tower_loads_strictly_in_bf16_on_the_meta_device(publ
     torch.testing.assert_close(model.visual.vision_tower.state_dict()["embeddings.position_embedding.weight"].float(),
                                glamm["model.vision_tower.vision_tower.vision_model.embeddings.position_embedding.weight"],
                                rtol=1e-2, atol=1e-3)
+
+
+# ----------------------------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def dataset(build_tiny, tmp_path_factory):
+    from mixedparts.build.options import BuildOptions
+
+    root = tmp_path_factory.mktemp("upstream-data")
+    build_tiny(root / "dataset", BuildOptions(max_samples_per_split=4))
+    return root / "dataset"
+
+
+@pytest.fixture
+def fresh_accelerator_state():
+    """accelerate keeps one AcceleratorState per process: let a test choose bf16, then restore the default."""
+    from accelerate.state import AcceleratorState
+    AcceleratorState._reset_state()
+    yield
+    AcceleratorState._reset_state()
+
+
+def test_calico_train_on_the_published_folders_alone_then_predict_in_bf16_and_score(published, dataset, tmp_path):
+    """A config whose model section names only checkpoint folders (no preset, no sizes) trains and predicts."""
+    import yaml
+
+    from calico_baseline import predict, train
+    from mixedparts.metrics.cli import main as eval_main
+    from mixedparts.predictions import read_predictions
+
+    root, states, _ = published
+    bases = calico_bases(root)
+    config = {"model": {"tokenizer": bases["glamm"], "base_checkpoints": bases},
+              "data": {"path": str(dataset), "split": "train", "limit": 2},
+              "train": {"output_dir": str(tmp_path / "run"), "max_steps": 2, "batch_size": 1, "grad_accum": 1,
+                        "warmup_steps": 1, "save_every": 2, "log_every": 1, "progress": False,
+                        "tensorboard": False, "cpu": True}}
+    (tmp_path / "calico.yaml").write_text(yaml.safe_dump(config))
+    assert train.main(["--config", str(tmp_path / "calico.yaml")]) == 0
+    final = tmp_path / "run" / "final"
+    saved = json.loads((final / "config.json").read_text())
+    assert saved["text_config"]["rms_norm_eps"] == 1e-6 and saved["sam_config"]["encoder_embed_dim"] == 32
+    assert not (final / "calico_base.safetensors").exists()  # the frozen base stays in the published folders
+    out = tmp_path / "calico.json"
+    assert predict.main(["--checkpoint", str(final), "--data", str(dataset), "--split", "test", "--out", str(out),
+                         "--limit", "2", "--max-new-tokens", "4", "--dtype", "bf16", "--device", "cpu",
+                         "--quiet"]) == 0
+    assert len(read_predictions(out).by_sample) == 2
+    assert eval_main([str(out), "--data", str(dataset), "--split", "test"]) == 0
+
+
+@pytest.mark.parametrize("system", ["lisa", "glamm"])
+def test_baseline_train_on_the_published_folder_then_predict_in_bf16_and_score(system, published, dataset, tmp_path,
+                                                                             fresh_accelerator_state):
+    """``mixedparts-baseline train lisa|glamm`` on the published layout (LISA's own tokenizer, its CLIP from the
+    separate CLIPModel file; GLaMM's tower inside its checkpoint), the recipe's bf16 weights, then
+    ``mixedparts-baseline lisa|glamm --dtype bf16`` and ``mixedparts-eval``."""
+    from safetensors.torch import load_file
+
+    from baselines.cli import main
+    from calico_baseline.checkpoints import TRAINED_FILE
+    from mixedparts.metrics.cli import main as eval_main
+
+    root, _, _ = published
+    folder = root / ("LISA-7B-v1" if system == "lisa" else "GLaMM-GranD-Pretrained")
+    settings = {"model.checkpoint": folder, "train.max_steps": 2, "train.save_every": 2, "train.log_every": 1,
+                "train.warmup_steps": 1, "train.batch_size": 1, "train.grad_accum": 1, "data.limit": 2,
+                "train.tensorboard": "false", "train.progress": "false", "train.cpu": "true"}
+    if system == "lisa":
+        settings["model.clip"] = root / "clip-vit-large-patch14"
+    args = [a for k, v in settings.items() for a in ("--set", f"{k}={v}")]
+    out = tmp_path / f"{system}-run"
+    assert main(["train", system, "--data", str(dataset), "--out", str(out), *args]) == 0
+    trained = load_file(str(out / "final" / TRAINED_FILE))
+    assert any("embed_tokens" in k for k in trained) and all(v.dtype == torch.float32 for v in trained.values())
+    config = json.loads((out / "final" / "config.json").read_text())
+    assert config["mask_loss"] == "bce" and config["text_config"]["rms_norm_eps"] == 1e-6
+    predictions = tmp_path / f"{system}.json"
+    assert main([system, "--data", str(dataset), "--out", str(predictions), "--model", str(out / "final"),
+                 "--limit", "2", "--max-new-tokens", "4", "--dtype", "bf16", "--device", "cpu"]) == 0
+    assert eval_main([str(predictions), "--data", str(dataset), "--split", "test"]) == 0
