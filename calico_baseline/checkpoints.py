@@ -439,11 +439,12 @@ def sam_sizes(shapes: dict[str, tuple]) -> dict:
     head_dim = s["image_encoder.blocks.0.attn.rel_pos_h"][1]
     # a block's relative-position table spans 2·size−1 rows: the full grid for global blocks, else the window
     spans = [s[f"image_encoder.blocks.{i}.attn.rel_pos_h"][0] for i in range(depth)]
-    window = min(spans) // 2 + 1
+    windowed = [span for span in spans if span != 2 * grid - 1]
     decoder_depth = 1 + max(int(k.split(".")[3]) for k in s if k.startswith("mask_decoder.transformer.layers."))
     iou_depth = 1 + max(int(k.split(".")[3]) for k in s if k.startswith("mask_decoder.iou_prediction_head.layers."))
-    return {"image_size": grid * patch, "patch_size": patch, "encoder_embed_dim": embed, "encoder_depth": depth,
-            "encoder_num_heads": embed // head_dim, "window_size": window,
+    sizes = {"window_size": windowed[0] // 2 + 1} if windowed else {}  # all-global: the window never applies
+    return {**sizes, "image_size": grid * patch, "patch_size": patch, "encoder_embed_dim": embed, "encoder_depth": depth,
+            "encoder_num_heads": embed // head_dim,
             "encoder_global_attn_indexes": [i for i, span in enumerate(spans) if span == 2 * grid - 1],
             "prompt_embed_dim": s["image_encoder.neck.0.weight"][0],
             "decoder_depth": decoder_depth, "decoder_mlp_dim": s["mask_decoder.transformer.layers.0.mlp.lin1.weight"][0],
@@ -489,7 +490,7 @@ def sizes_from_checkpoints(base_checkpoints: dict) -> dict:
     """CalicoConfig keywords that the named checkpoint folders fix (their config.json files and SAM's shapes):
     ``text_config`` and ``sam_config`` from ``glamm``, ``vision_config``/``qformer_config``/``num_query_tokens``
     from ``blip2``, ``dino_config`` from ``dino``; plus the defaults that follow from those sizes when a preset's
-    would not fit: ``cam_layers`` at ⌈N/3⌉ and ⌈2N/3⌉ of an N-layer LLM (11, 22 for Vicuna-7B, model.md §1.5),
+    would not fit: ``cam_layers`` at ⌈N/3⌉ and ⌈2N/3⌉ of an N-layer LLM (11, 22 for Vicuna-7B: the paper's layers),
     ``cem_num_heads`` = the vision tower's heads (16 for EVA ViT-g)."""
     import math
 

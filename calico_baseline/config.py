@@ -4,7 +4,7 @@ Sub-model settings are plain dicts (JSON-friendly) turned into transformers conf
 ``vision_config`` (Blip2VisionConfig: EVA-CLIP ViT-g), ``qformer_config`` (Blip2QFormerConfig),
 ``dino_config`` (Dinov2Config), ``text_config`` (LlamaConfig) and ``sam_config`` (segment-anything sizes).
 Every ablation of the paper is one field: ``use_qformer``, ``use_dino``, ``use_cem``, ``use_cam``, ``cam_layers``.
-See ``shared/reference/model.md`` for where each default comes from.
+With checkpoint folders named, their own files give the sizes and a preset fills the rest (docs/checkpoints.md).
 """
 
 from __future__ import annotations

@@ -49,6 +49,8 @@ def load_config(path: str | Path | None, overrides: list[str] = (), defaults: di
         if section not in config or not name:
             raise ValueError(f"override {item!r} must look like section.key=value")
         config[section][name] = yaml.safe_load(value)
+    if config.get("train", {}).get("mixed_precision") is False:  # YAML reads a bare `no` as false
+        config["train"]["mixed_precision"] = "no"
     return config
 
 

@@ -220,6 +220,19 @@ def test_glamm_with_its_own_tower_loads_strictly_in_bf16_on_the_meta_device(publ
 
 # ----------------------------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
+def published_small_sam(tmp_path_factory):
+    """GLaMM and LISA folders as above with SAM at 128 px (bf16 on a CPU without bf16 instructions would take
+    minutes at 1024), beside the same InstructBLIP, DINOv2 and CLIP files."""
+    root = tmp_path_factory.mktemp("published-small-sam")
+    fx.glamm_folder(root / "GLaMM-GranD-Pretrained", sam_image_size=128)
+    fx.lisa_folder(root / "LISA-7B-v1", sam_image_size=128)
+    fx.blip2_folder(root / "instructblip-vicuna7b", instruct=True)
+    fx.dinov2_folder(root / "dinov2-giant", "giant")
+    fx.clip_folder(root / "clip-vit-large-patch14", 224)
+    return root
+
+
+@pytest.fixture(scope="module")
 def dataset(build_tiny, tmp_path_factory):
     from mixedparts.build.options import BuildOptions
 
@@ -237,7 +250,8 @@ def fresh_accelerator_state():
     AcceleratorState._reset_state()
 
 
-def test_calico_train_on_the_published_folders_alone_then_predict_in_bf16_and_score(published, dataset, tmp_path):
+def test_calico_train_on_the_published_folders_alone_then_predict_in_bf16_and_score(published_small_sam, dataset,
+                                                                                      tmp_path):
     """A config whose model section names only checkpoint folders (no preset, no sizes) trains and predicts."""
     import yaml
 
@@ -245,7 +259,7 @@ def test_calico_train_on_the_published_folders_alone_then_predict_in_bf16_and_sc
     from mixedparts.metrics.cli import main as eval_main
     from mixedparts.predictions import read_predictions
 
-    root, states, _ = published
+    root = published_small_sam
     bases = calico_bases(root)
     config = {"model": {"tokenizer": bases["glamm"], "base_checkpoints": bases},
               "data": {"path": str(dataset), "split": "train", "limit": 2},
@@ -257,18 +271,19 @@ def test_calico_train_on_the_published_folders_alone_then_predict_in_bf16_and_sc
     final = tmp_path / "run" / "final"
     saved = json.loads((final / "config.json").read_text())
     assert saved["text_config"]["rms_norm_eps"] == 1e-6 and saved["sam_config"]["encoder_embed_dim"] == 32
+    assert saved["sam_config"]["image_size"] == 128 and saved["sam_config"]["window_size"] == 4
     assert not (final / "calico_base.safetensors").exists()  # the frozen base stays in the published folders
     out = tmp_path / "calico.json"
     assert predict.main(["--checkpoint", str(final), "--data", str(dataset), "--split", "test", "--out", str(out),
-                         "--limit", "2", "--max-new-tokens", "4", "--dtype", "bf16", "--device", "cpu",
+                         "--limit", "1", "--max-new-tokens", "4", "--dtype", "bf16", "--device", "cpu",
                          "--quiet"]) == 0
-    assert len(read_predictions(out).by_sample) == 2
+    assert len(read_predictions(out).by_sample) == 1
     assert eval_main([str(out), "--data", str(dataset), "--split", "test"]) == 0
 
 
 @pytest.mark.parametrize("system", ["lisa", "glamm"])
-def test_baseline_train_on_the_published_folder_then_predict_in_bf16_and_score(system, published, dataset, tmp_path,
-                                                                             fresh_accelerator_state):
+def test_baseline_train_on_the_published_folder_then_predict_in_bf16_and_score(system, published_small_sam, dataset,
+                                                                             tmp_path, fresh_accelerator_state):
     """``mixedparts-baseline train lisa|glamm`` on the published layout (LISA's own tokenizer, its CLIP from the
     separate CLIPModel file; GLaMM's tower inside its checkpoint), the recipe's bf16 weights, then
     ``mixedparts-baseline lisa|glamm --dtype bf16`` and ``mixedparts-eval``."""
@@ -278,11 +293,14 @@ def test_baseline_train_on_the_published_folder_then_predict_in_bf16_and_score(s
     from calico_baseline.checkpoints import TRAINED_FILE
     from mixedparts.metrics.cli import main as eval_main
 
-    root, _, _ = published
+    root = published_small_sam
     folder = root / ("LISA-7B-v1" if system == "lisa" else "GLaMM-GranD-Pretrained")
     settings = {"model.checkpoint": folder, "train.max_steps": 2, "train.save_every": 2, "train.log_every": 1,
                 "train.warmup_steps": 1, "train.batch_size": 1, "train.grad_accum": 1, "data.limit": 2,
-                "train.tensorboard": "false", "train.progress": "false", "train.cpu": "true"}
+                "train.tensorboard": "false", "train.progress": "false", "train.cpu": "true",
+                # the recipe's bf16 weights and autocast are emulated on this CPU: train in fp32 here (bf16
+                # loading is tested above), predict in bf16
+                "model.dtype": "fp32", "train.mixed_precision": "no"}
     if system == "lisa":
         settings["model.clip"] = root / "clip-vit-large-patch14"
     args = [a for k, v in settings.items() for a in ("--set", f"{k}={v}")]
@@ -290,9 +308,13 @@ def test_baseline_train_on_the_published_folder_then_predict_in_bf16_and_score(s
     assert main(["train", system, "--data", str(dataset), "--out", str(out), *args]) == 0
     trained = load_file(str(out / "final" / TRAINED_FILE))
     assert any("embed_tokens" in k for k in trained) and all(v.dtype == torch.float32 for v in trained.values())
+    if system == "lisa":  # LISA's tokenizer gained <p> and </p>: two more embedding rows than the checkpoint
+        from transformers import AutoTokenizer
+        assert trained["language_model.base_model.model.model.embed_tokens.weight"].shape[0] == \
+            len(AutoTokenizer.from_pretrained(folder)) + 2
     config = json.loads((out / "final" / "config.json").read_text())
     assert config["mask_loss"] == "bce" and config["text_config"]["rms_norm_eps"] == 1e-6
     predictions = tmp_path / f"{system}.json"
     assert main([system, "--data", str(dataset), "--out", str(predictions), "--model", str(out / "final"),
-                 "--limit", "2", "--max-new-tokens", "4", "--dtype", "bf16", "--device", "cpu"]) == 0
+                 "--limit", "1", "--max-new-tokens", "4", "--dtype", "bf16", "--device", "cpu"]) == 0
     assert eval_main([str(predictions), "--data", str(dataset), "--split", "test"]) == 0

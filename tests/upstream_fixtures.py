@@ -143,14 +143,35 @@ def sam_builder_module():
     return sys.modules[name]
 
 
-def sam_state(width: int = 32, depth: int = 2, heads: int = 2) -> dict:
-    """``sam_vit_h_4b8939.pth``'s layout: segment-anything's ``_build_sam`` — the builder ``build_sam_vit_h``
-    calls, which fixes image 1024, patch 16, window 14, prompt width 256 and the full mask decoder — with the
-    ViT-H encoder narrowed to ``width`` and ``depth`` blocks (global attention in the last, as ViT-H's
-    7/15/23/31 pattern ends). The registry's builders take no size arguments, so this is the one lever."""
+def sam_state(width: int = 32, depth: int = 2, heads: int = 2, image_size: int = 1024) -> dict:
+    """``sam_vit_h_4b8939.pth``'s layout. At 1024 px: segment-anything's ``_build_sam`` — the builder
+    ``build_sam_vit_h`` calls, which fixes image 1024, patch 16, window 14, prompt width 256 and the full mask
+    decoder — with the ViT-H encoder narrowed to ``width`` and ``depth`` blocks (global attention in the last,
+    as ViT-H's 7/15/23/31 pattern ends); the registry's builders take no size arguments, so this is the one
+    lever. A smaller ``image_size`` (end-to-end tests: a 1024-px encoder in bf16 takes minutes on a CPU without
+    bf16 instructions) builds segment-anything's modeling classes exactly as ``_build_sam`` does, with the
+    image, grid and window shrunk."""
     torch.manual_seed(14)
-    sam = sam_builder_module()._build_sam(encoder_embed_dim=width, encoder_depth=depth, encoder_num_heads=heads,
-                                          encoder_global_attn_indexes=[depth - 1])
+    builder = sam_builder_module()
+    if image_size == 1024:
+        sam = builder._build_sam(encoder_embed_dim=width, encoder_depth=depth, encoder_num_heads=heads,
+                                 encoder_global_attn_indexes=[depth - 1])
+    else:
+        from functools import partial
+
+        grid = image_size // 16
+        sam = builder.Sam(
+            image_encoder=builder.ImageEncoderViT(
+                depth=depth, embed_dim=width, img_size=image_size, mlp_ratio=4,
+                norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=heads, patch_size=16, qkv_bias=True,
+                use_rel_pos=True, global_attn_indexes=[depth - 1], window_size=max(2, grid // 2), out_chans=256),
+            prompt_encoder=builder.PromptEncoder(embed_dim=256, image_embedding_size=(grid, grid),
+                                                 input_image_size=(image_size, image_size), mask_in_chans=16),
+            mask_decoder=builder.MaskDecoder(
+                num_multimask_outputs=3,
+                transformer=builder.TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
+                transformer_dim=256, iou_head_depth=3, iou_head_hidden_dim=256),
+            pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375])
     return {k: v.clone() for k, v in sam.state_dict().items()}
 
 
@@ -268,14 +289,15 @@ def clip_tower_state(prefix: str, image_size: int, width: int = 128, depth: int 
     return state
 
 
-def glamm_folder(folder: Path, width: int = 64, depth: int = 3, with_tower: bool = True) -> dict:
+def glamm_folder(folder: Path, width: int = 64, depth: int = 3, with_tower: bool = True,
+                 sam_image_size: int = 1024) -> dict:
     """``MBZUAI/GLaMM-GranD-Pretrained``: Vicuna LLM + ``model.grounding_encoder.*`` (SAM) +
     ``model.text_hidden_fcs.*`` + ``model.mm_projector.{0,2}.*`` + ``model.region_encoder.*`` (+ the CLIP-336 tower
     ``model.vision_tower.vision_tower.vision_model.*``), .bin shards with an index, config.json, GLaMM's tokenizer
     (seven added tokens). Returns the state written."""
     tokenizer = llama_tokenizer(GLAMM_ADDED)
     state, config = llama_state(len(tokenizer), width, depth)
-    state.update({f"model.grounding_encoder.{k}": v for k, v in sam_state().items()})
+    state.update({f"model.grounding_encoder.{k}": v for k, v in sam_state(image_size=sam_image_size).items()})
     state.update(text_hidden_fcs_state("model.", width))
     torch.manual_seed(19)
     state.update({"model.mm_projector.0.weight": torch.randn(width, 128) * 0.05,
@@ -295,13 +317,14 @@ def glamm_folder(folder: Path, width: int = 64, depth: int = 3, with_tower: bool
     return state
 
 
-def lisa_folder(folder: Path, width: int = 64, depth: int = 3, with_tower: bool = False) -> dict:
+def lisa_folder(folder: Path, width: int = 64, depth: int = 3, with_tower: bool = False,
+                sam_image_size: int = 1024) -> dict:
     """``xinlai/LISA-7B-v1``: Vicuna LLM + ``model.visual_model.*`` (SAM) + ``model.text_hidden_fcs.*`` +
     ``model.mm_projector.*`` (one Linear) (+ the CLIP-224 tower), .bin shards, config.json, LISA's tokenizer
     (``[SEG]``, ``<im_start>``, ``<im_end>``: no ``<p>``/``</p>``). Returns the state written."""
     tokenizer = llama_tokenizer(LISA_ADDED)
     state, config = llama_state(len(tokenizer), width, depth)
-    state.update({f"model.visual_model.{k}": v for k, v in sam_state().items()})
+    state.update({f"model.visual_model.{k}": v for k, v in sam_state(image_size=sam_image_size).items()})
     state.update(text_hidden_fcs_state("model.", width))
     torch.manual_seed(20)
     state.update({"model.mm_projector.weight": torch.randn(width, 128) * 0.05,
