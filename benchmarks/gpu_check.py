@@ -172,7 +172,7 @@ def run(size: str, device_name: str, steps: int, new_tokens: int) -> list[dict]:
         model.eval()
         processor = CalicoProcessor(tokenizer, model.config, max_length=2048)
         result = {"model": name, "size": size, "device": str(device), "dtype": "bf16", "build_s": build_s,
-                  "parameters_b": sum(p.numel() for p in model.parameters()) / 1e9,
+                  "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6,
                   "visual_tokens_per_image": model.config.visual_tokens_per_image}
         result.update(measure_inference(model, processor, sample, device, dtype, new_tokens))
         result["peak_inference_gb"] = peak_memory_gb(device)
@@ -189,12 +189,12 @@ def table(results: list[dict]) -> str:
     def fmt(value, spec):
         return "-" if value is None else format(value, spec)
 
-    head = f"{'model':<18} {'params B':>8} {'tok/img':>7} {'prompt':>6} {'peak GB':>8} {'prefill s':>9} " \
+    head = f"{'model':<18} {'params M':>9} {'tok/img':>7} {'prompt':>6} {'peak GB':>8} {'prefill s':>9} " \
            f"{'gen s':>7} {'train GB':>8} {'step s':>7} {'loss 1st→last':>15}"
     lines = [head, "-" * len(head)]
     for r in results:
         loss = f"{r['loss_first']:.3f}→{r['loss_last']:.3f}" if "loss_first" in r else "-"
-        lines.append(f"{r['model']:<18} {r['parameters_b']:>8.2f} {r['visual_tokens_per_image']:>7} "
+        lines.append(f"{r['model']:<18} {r['parameters_m']:>9.1f} {r['visual_tokens_per_image']:>7} "
                      f"{r['prompt_tokens']:>6} {fmt(r['peak_inference_gb'], '8.1f'):>8} {r['prefill_s']:>9.3f} "
                      f"{r['generate_s']:>7.2f} {fmt(r.get('peak_training_gb'), '8.1f'):>8} "
                      f"{fmt(r.get('step_s'), '7.3f'):>7} {loss:>15}")

@@ -23,7 +23,7 @@ def test_tiny_run_prints_the_table_and_one_json_line(capsys):
     gpu_check = load_script()
     assert gpu_check.main(["--size", "tiny", "--device", "cpu", "--steps", "3", "--new-tokens", "5"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].split()[:3] == ["model", "params", "B"]
+    assert lines[0].split()[:3] == ["model", "params", "M"]
     assert [line.split()[0] for line in lines[2:5]] == ["Calico", "Multi-Image", "Multi-Image"]
     report = json.loads(lines[-1])
     assert report["benchmark"] == "gpu_check" and report["size"] == "tiny"
