@@ -299,7 +299,9 @@ def load_model(system: str, model_dir=None, checkpoint=None, clip=None, tokenize
     from transformers import AutoTokenizer
 
     from baselines.errors import BaselineError
-    from calico_baseline.checkpoints import BASE_FILE, TRAINED_FILE
+    import sys
+
+    from calico_baseline.checkpoints import BASE_FILE, TRAINED_FILE, report_line
     from calico_baseline.tokenization import add_grounding_tokens
 
     try:
@@ -332,7 +334,8 @@ def load_model(system: str, model_dir=None, checkpoint=None, clip=None, tokenize
         elif checkpoint is not None:
             tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or checkpoint)
             add_grounding_tokens(tokenizer)
-            model, _ = build_official(system, checkpoint, clip, tokenizer, dtype=dtype)
+            model, report = build_official(system, checkpoint, clip, tokenizer, dtype=dtype)
+            print(report_line(report), file=sys.stderr)
         else:
             raise BaselineError(f"{system}: pass --model DIR (fine-tuned) or --checkpoint PATH (official weights)")
     except (OSError, ValueError) as error:

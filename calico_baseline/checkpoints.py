@@ -241,6 +241,23 @@ def load_base_checkpoints(model, glamm=None, blip2=None, dino=None, strict: bool
     return {"missing": missing, "unexpected": unexpected, "unused": unused, "ignored": ignored, "resized": resized}
 
 
+def report_line(report: dict) -> str:
+    """One line saying what a load skipped on purpose: the ignored old-transformers buffers (by kind), the
+    unused checkpoint keys (by top-level prefix) and the vocabulary rows grown."""
+    def kinds(keys, depth):
+        counts: dict[str, int] = {}
+        for key in keys:
+            name = key.rsplit(".", 1)[-1] if depth is None else ".".join(key.split(".")[:depth]) + ".*"
+            counts[name] = counts.get(name, 0) + 1
+        return ", ".join(f"{k} ×{v}" for k, v in sorted(counts.items())) or "none"
+
+    parts = [f"ignored non-parameter buffers of older transformers: {kinds(report.get('ignored', []), None)}",
+             f"unused: {kinds(report.get('unused', []), 2)}"]
+    if report.get("resized"):
+        parts.append(f"vocabulary rows grown for added tokens: {', '.join(report['resized'])}")
+    return "checkpoints loaded strictly; " + "; ".join(parts)
+
+
 VOCAB_ROWS = ("embed_tokens.weight", "lm_head.weight", "lm_head.base_layer.weight")
 
 

@@ -69,7 +69,8 @@ def build_model_and_tokenizer(config: dict, rows: list[dict]):
     else ``calico-tiny``) fills only what they do not say; ``overrides`` come last."""
     from transformers import AutoTokenizer
 
-    from calico_baseline.checkpoints import build_low_memory, load_base_checkpoints, sizes_from_checkpoints
+    from calico_baseline.checkpoints import (build_low_memory, load_base_checkpoints, report_line,
+                                             sizes_from_checkpoints)
     from calico_baseline.config import layered, preset
     from calico_baseline.modeling import CalicoForCausalLM
     from calico_baseline.tokenization import (add_grounding_tokens, build_tiny_tokenizer, check_tokenizer,
@@ -93,11 +94,13 @@ def build_model_and_tokenizer(config: dict, rows: list[dict]):
     model_config = preset(name, base_checkpoints=bases, **settings)
     dtype = DTYPES[m.get("dtype") or "fp32"]
     if bases and m.get("dtype"):  # low memory: meta device, checkpoints loaded straight into dtype
-        model, _ = build_low_memory(model_config, dtype=dtype, trainable_dtype=DTYPES[m.get("trainable_dtype") or "fp32"])
+        model, report = build_low_memory(model_config, dtype=dtype,
+                                         trainable_dtype=DTYPES[m.get("trainable_dtype") or "fp32"])
+        print(report_line(report), file=sys.stderr)
         return model, tokenizer
     model = CalicoForCausalLM(model_config)
     if bases:
-        load_base_checkpoints(model, **bases)
+        print(report_line(load_base_checkpoints(model, **bases)), file=sys.stderr)
     if dtype != torch.float32:
         model.to(dtype)
         for param in model.trainable_parameters().values():

@@ -251,7 +251,7 @@ def fresh_accelerator_state():
 
 
 def test_calico_train_on_the_published_folders_alone_then_predict_in_bf16_and_score(published_small_sam, dataset,
-                                                                                      tmp_path):
+                                                                                      tmp_path, capsys):
     """A config whose model section names only checkpoint folders (no preset, no sizes) trains and predicts."""
     import yaml
 
@@ -268,6 +268,8 @@ def test_calico_train_on_the_published_folders_alone_then_predict_in_bf16_and_sc
                         "tensorboard": False, "cpu": True}}
     (tmp_path / "calico.yaml").write_text(yaml.safe_dump(config))
     assert train.main(["--config", str(tmp_path / "calico.yaml")]) == 0
+    said = capsys.readouterr().err  # what the strict load skipped, said in one line
+    assert "ignored non-parameter buffers of older transformers: inv_freq ×3, position_ids ×1" in said
     final = tmp_path / "run" / "final"
     saved = json.loads((final / "config.json").read_text())
     assert saved["text_config"]["rms_norm_eps"] == 1e-6 and saved["sam_config"]["encoder_embed_dim"] == 32
