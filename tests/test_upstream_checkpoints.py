@@ -320,3 +320,20 @@ def test_baseline_train_on_the_published_folder_then_predict_in_bf16_and_score(s
     assert main([system, "--data", str(dataset), "--out", str(predictions), "--model", str(out / "final"),
                  "--limit", "1", "--max-new-tokens", "4", "--dtype", "bf16", "--device", "cpu"]) == 0
     assert eval_main([str(predictions), "--data", str(dataset), "--split", "test"]) == 0
+
+
+def test_glamm_without_its_tower_takes_the_separate_clip_336_file(tmp_path):
+    from transformers import AutoTokenizer
+
+    from baselines.multi_image_llava import build_official
+
+    fx.glamm_folder(tmp_path / "GLaMM-GranD-Pretrained", with_tower=False, sam_image_size=128)
+    clip = fx.clip_folder(tmp_path / "clip-vit-large-patch14-336", 336)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "GLaMM-GranD-Pretrained")
+    model, report = build_official("glamm", tmp_path / "GLaMM-GranD-Pretrained", tmp_path / "clip-vit-large-patch14-336",
+                                   tokenizer)
+    assert report["missing"] == [] and report["unexpected"] == [] and report["resized"] == []
+    assert "vision_model.embeddings.position_ids" in report["ignored"]
+    assert model.config.vision_config["image_size"] == 336 and model.config.visual_tokens_per_image == 576
+    assert torch.equal(model.visual.vision_tower.state_dict()["embeddings.class_embedding"],
+                       clip.state_dict()["vision_model.embeddings.class_embedding"])
