@@ -50,7 +50,6 @@ COMMON = dict(use_qformer=False, use_dino=False, use_cem=False, use_cam=False, t
               mask_loss="bce", vision_preprocess="clip")
 
 
-
 def baseline_config(system: str, **overrides) -> CalicoConfig:
     """Full-size config of ``lisa`` or ``glamm``; ``overrides`` as for :class:`CalicoConfig` (sub-configs merged)."""
     settings = {**copy.deepcopy(SYSTEMS[system]), **COMMON, "baseline": system}

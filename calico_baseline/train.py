@@ -66,7 +66,8 @@ def lr_lambda(warmup: int, total: int):
 def build_model_and_tokenizer(config: dict, rows: list[dict]):
     """The model ``config['model']`` describes. Sizes come from the named checkpoint folders' own config.json
     files (and SAM's weight shapes); the preset (``calico-7b`` when checkpoints are named and no preset is,
-    else ``calico-tiny``) fills only what they do not say; ``overrides`` come last."""
+    else ``calico-tiny``) fills only what they do not say; ``overrides`` come next, then the tokenizer's vocabulary
+    size and special-token ids."""
     from transformers import AutoTokenizer
 
     from calico_baseline.checkpoints import (build_low_memory, load_base_checkpoints, report_line,
@@ -90,7 +91,7 @@ def build_model_and_tokenizer(config: dict, rows: list[dict]):
         vocab = sizes.get("text_config", {}).get("vocab_size", 0)
         tok["text_config"]["vocab_size"] = max(vocab, len(tokenizer))
     name = m.get("preset") or ("calico-7b" if bases else "calico-tiny")
-    settings = layered(sizes, tok, m["overrides"] or {})
+    settings = layered(sizes, m["overrides"] or {}, tok)  # the tokenizer has the last word on vocabulary and ids
     model_config = preset(name, base_checkpoints=bases, **settings)
     dtype = DTYPES[m.get("dtype") or "fp32"]
     if bases and m.get("dtype"):  # low memory: meta device, checkpoints loaded straight into dtype
