@@ -251,7 +251,8 @@ def fresh_accelerator_state():
 
 
 def test_calico_train_on_the_published_folders_alone_then_predict_in_bf16_and_score(published_small_sam, dataset,
-                                                                                      tmp_path, capsys):
+                                                                                      tmp_path, capsys,
+                                                                                      fresh_accelerator_state):
     """A config whose model section names only checkpoint folders (no preset, no sizes) trains and predicts."""
     import yaml
 
