@@ -32,10 +32,10 @@ TRAINED_FILE = "calico_trained.safetensors"
 BASE_FILE = "calico_base.safetensors"
 UNUSED_GLAMM = ("model.mm_projector.", "model.region_encoder.", "model.vision_tower.")
 IGNORED_BUFFERS = (
-    # LlamaRotaryEmbedding registered inv_freq as a persistent buffer before transformers 4.31 (GLaMM pins a
-    # 4.31-dev commit, LISA 4.31.0): their files carry it, today's Llama recomputes it
+    # older LlamaRotaryEmbedding registered inv_freq as a persistent buffer (GLaMM pins transformers commit
+    # cae78c46, LISA 4.31.0; their files carry it); today's Llama recomputes it
     ".rotary_emb.inv_freq",
-    # CLIPVisionEmbeddings / Blip2 / BERT-style embeddings saved position_ids (an arange) before 4.31
+    # CLIPVisionEmbeddings / BERT-style embeddings of older transformers saved position_ids (an arange)
     "embeddings.position_ids",
 )
 

@@ -6,7 +6,7 @@ Nothing here is written from this project's modules: each writer instantiates th
 configuration with fewer/narrower layers and saves it with that code's own ``save_pretrained`` / ``torch.save``.
 GLaMM and LISA are not transformers classes: their files are assembled from the parameter names their model
 code gives at the transformers version they pinned (LISA ``requirements.txt``: transformers 4.31.0;
-GLaMM ``requirements.txt``: a 4.31-dev commit), read from the repositories:
+GLaMM ``requirements.txt``: transformers commit cae78c46), read from the repositories:
 
 - ``dvlab-research/LISA`` @3cb2d43 ``model/LISA.py`` (``LisaMetaModel``: ``visual_model`` = SAM ViT-H,
   ``text_hidden_fcs`` = [Linear, ReLU, Linear, Dropout]), ``model/llava/model/llava_arch.py``
