@@ -19,7 +19,7 @@ GLaMM ``requirements.txt``: transformers commit cae78c46), read from the reposit
   ``train.py`` (tokenizer: ``<im_start>``, ``<im_end>``, then ``<bbox>``, ``<point>``, ``[SEG]``, ``<p>``,
   ``</p>``, all special; ``model_max_length`` 1536).
 - Both store ``rotary_emb.inv_freq`` per decoder layer and CLIP's ``embeddings.position_ids`` (persistent
-  buffers before transformers 4.31), and ship ``pytorch_model-0000k-of-0000n.bin`` shards with
+  buffers in the transformers versions they used), and ship ``pytorch_model-0000k-of-0000n.bin`` shards with
   ``pytorch_model.bin.index.json`` (4.31's ``save_pretrained`` default) and a ``config.json`` of model_type
   ``llava`` that carries the Llama fields.
 """
@@ -67,7 +67,7 @@ def dinov2_folder(folder: Path, variant: str = "giant", width: int = 48, depth: 
 def clip_folder(folder: Path, image_size: int = 224, width: int = 128, depth: int = 3, old_buffers: bool = True):
     """``openai/clip-vit-large-patch14[-336]`` (a ``CLIPModel`` file: ``vision_model.*``, ``text_model.*``, the
     projections, ``logit_scale``) at ``width``/``depth`` with CLIP's 64-wide heads. ``old_buffers``: add the
-    ``embeddings.position_ids`` the hub's 2022 files carry (persistent before transformers 4.31)."""
+    ``embeddings.position_ids`` the hub's 2022 files carry (a persistent buffer in older transformers)."""
     from safetensors.torch import load_file, save_file
     from transformers import CLIPConfig, CLIPModel
 
@@ -211,7 +211,7 @@ def llama_state(vocab: int, width: int = 64, depth: int = 3, heads: int = 4, rms
                 old_buffers: bool = True) -> tuple[dict, dict]:
     """(state, config.json dict) of a Vicuna-7B LLM as LISA/GLaMM save it: ``LlamaForCausalLM`` keys
     (``model.embed_tokens``, ``model.layers.N.*``, ``model.norm``, ``lm_head``), plus per layer the
-    ``self_attn.rotary_emb.inv_freq`` buffer of transformers < 4.31 when ``old_buffers``. The config has the
+    ``self_attn.rotary_emb.inv_freq`` buffer older transformers saved, when ``old_buffers``. The config has the
     4.31-era Llama fields (no ``rope_theta`` yet; LLaMA-1's ``rms_norm_eps`` 1e-6)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
