@@ -45,8 +45,11 @@ SYSTEMS = {
     "glamm": {"vision_config": {**CLIP_L14, "image_size": 336}, "mm_projector_type": "mlp2x_gelu",
               "text_config": VICUNA_7B},
 }
+# mask loss: LISA's model/LISA.py and GLaMM's model/GLaMM.py train sigmoid BCE (+ Dice), not focal;
+# vision_preprocess "clip": both feed their CLIP towers through CLIPImageProcessor (shortest side, centre crop)
 COMMON = dict(use_qformer=False, use_dino=False, use_cem=False, use_cam=False, train_mask_decoder=True,
-              train_seg_projection=True, lora_r=8, lora_alpha=16, lora_target_modules=("q_proj", "v_proj"))
+              train_seg_projection=True, lora_r=8, lora_alpha=16, lora_target_modules=("q_proj", "v_proj"),
+              mask_loss="bce", vision_preprocess="clip")
 
 
 def baseline_config(system: str, **overrides) -> CalicoConfig:
@@ -145,57 +148,156 @@ def map_official(model, state: dict) -> tuple[dict, list[str]]:
     return {**mapped, **more}, unused + skipped
 
 
+CLIP_TOWER_PARTS = ("embeddings.", "encoder.", "pre_layrnorm.", "post_layernorm.")
+
+
 def map_clip(model, state: dict) -> tuple[dict, list[str]]:
-    """transformers CLIPModel / CLIPVisionModel keys (``vision_model.*``) -> the vision tower."""
+    """transformers CLIP keys -> the vision tower: ``vision_model.*`` of a ``CLIPModel`` file (the hub's
+    openai/clip-vit-large-patch14[-336]) or of a 4.x ``CLIPVisionModel``; the unprefixed ``embeddings.*`` /
+    ``encoder.*`` of a ``CLIPVisionModel`` saved by transformers 5. The text tower and projections are unused."""
     mapped, unused = {}, []
     for key, value in state.items():
         if key.startswith("vision_model."):
             mapped[_tower_key(model, key)] = value
+        elif key.startswith(CLIP_TOWER_PARTS):
+            mapped[_tower_key(model, "vision_model." + key)] = value
         else:
             unused.append(key)
     return mapped, unused
 
 
-def load_official(model, checkpoint, clip=None, strict: bool = True) -> dict:
-    """Load an official LISA/GLaMM checkpoint (file or folder) and maybe a CLIP one; ``{missing, unexpected, unused}``.
+def load_official(model, checkpoint, clip=None, strict: bool = True, dtype: torch.dtype | None = None) -> dict:
+    """Load an official LISA/GLaMM checkpoint (file or folder) and maybe a CLIP one, one file (shard) at a time;
+    returns ``{missing, unexpected, unused, ignored, resized}``.
 
-    Everything but LoRA must be provided; with ``strict`` a missing or unexpected key raises.
+    Everything but LoRA must be provided; with ``strict`` a missing or unexpected key raises. ``ignored``: the
+    non-parameter buffers older transformers saved (``rotary_emb.inv_freq``, ``embeddings.position_ids``);
+    ``resized``: embedding / LM-head rows grown for tokens added to the tokenizer. On a model built on the
+    ``meta`` device the tensors are assigned in ``dtype`` (no full-precision copy); LoRA is then materialised.
     """
-    from calico_baseline.checkpoints import read_state_dict
+    from calico_baseline.checkpoints import (checkpoint_files, grow_vocabulary, materialize_fresh, read_state_dict,
+                                             split_ignored)
 
-    own = model.state_dict()
-    loaded, unexpected, unused = {}, [], []
+    own = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
+    params = {k for k, _ in model.named_parameters()}
+    assign = any(p.is_meta for p in model.parameters())
+    loaded, unexpected, unused, ignored, resized = set(), [], [], [], []
     for mapper, path in ((map_clip, clip), (map_official, checkpoint)):
         if path is None:
             continue
-        mapped, skipped = mapper(model, read_state_dict(path))
-        unused += skipped
-        for key, value in mapped.items():
-            if key not in own:
-                unexpected.append(key)
-            elif tuple(own[key].shape) != tuple(value.shape):
-                raise ValueError(f"{path}: {key} has shape {tuple(value.shape)}, the model expects "
-                                 f"{tuple(own[key].shape)}")
-            else:
-                loaded[key] = value
-    model.load_state_dict(loaded, strict=False)
+        for file in checkpoint_files(path):
+            state, dropped = split_ignored(read_state_dict(file))
+            ignored += dropped
+            mapped, skipped = mapper(model, state)
+            del state
+            unused += skipped
+            shard = {}
+            for key in list(mapped):
+                value = mapped.pop(key)
+                if key not in own:
+                    unexpected.append(key)
+                    continue
+                if tuple(value.shape) != own[key][0]:
+                    value = grow_vocabulary(key, value, own[key][0], str(path))
+                    resized.append(key)
+                if assign and value.is_floating_point():
+                    value = value.to(dtype if dtype is not None and key in params else own[key][1])
+                shard[key] = value
+            model.load_state_dict(shard, strict=False, assign=assign)
+            loaded.update(shard)
+            del shard
+    if assign:
+        materialize_fresh(model, dtype or torch.get_default_dtype())
     missing = [k for k in own if k not in loaded and "lora_" not in k]
     if strict and (missing or unexpected):
         raise ValueError(f"checkpoint keys do not match: missing {missing[:10]} ({len(missing)}), "
                          f"unexpected {unexpected[:10]} ({len(unexpected)})")
-    return {"missing": missing, "unexpected": unexpected, "unused": unused}
+    return {"missing": missing, "unexpected": unexpected, "unused": unused, "ignored": ignored, "resized": resized}
+
+
+CLIP_HEAD_DIM = 64  # every OpenAI CLIP ViT (B/16, L/14, L/14-336): heads do not show in the weight shapes
+
+
+def clip_sizes(shapes: dict[str, tuple], prefix: str) -> dict:
+    """CLIP tower sizes read off the weight shapes under ``prefix`` (``vision_model.`` of a CLIP file,
+    ``model.vision_tower.vision_tower.vision_model.`` of a LISA/GLaMM file)."""
+    s = {k[len(prefix):]: v for k, v in shapes.items() if k.startswith(prefix)}
+    if "embeddings.patch_embedding.weight" not in s:
+        return {}
+    hidden, _, patch, _ = s["embeddings.patch_embedding.weight"]
+    grid = int(round((s["embeddings.position_embedding.weight"][0] - 1) ** 0.5))
+    layers = 1 + max(int(k.split(".")[2]) for k in s if k.startswith("encoder.layers."))
+    return {"hidden_size": hidden, "intermediate_size": s["encoder.layers.0.mlp.fc1.weight"][0],
+            "num_hidden_layers": layers, "num_attention_heads": max(1, hidden // CLIP_HEAD_DIM),
+            "image_size": grid * patch, "patch_size": patch}
+
+
+def sizes_from_official(checkpoint, clip=None) -> dict:
+    """``baseline_config`` keywords fixed by the files: the LLM from the checkpoint's config.json, SAM and the
+    CLIP tower from the weight shapes (a separate CLIP's config.json first), the projector type from its keys."""
+    from calico_baseline.checkpoints import _config_json, checkpoint_shapes, llm_sizes, sam_sizes
+
+    shapes = checkpoint_shapes(checkpoint)
+    out: dict = {}
+    if text := llm_sizes(checkpoint):
+        out["text_config"] = text
+    if sam := sam_sizes(shapes):
+        out["sam_config"] = sam
+    vision = {}
+    if clip is not None:
+        config = _config_json(clip)
+        config = config.get("vision_config", config)
+        vision = {k: config[k] for k in CLIP_L14 if k in config}
+        if not vision:
+            vision = clip_sizes(checkpoint_shapes(clip), "vision_model.")
+    vision = vision or clip_sizes(shapes, "model.vision_tower.vision_tower.vision_model.") \
+        or clip_sizes(shapes, "model.vision_tower.vision_model.")
+    if vision:
+        out["vision_config"] = {k: vision[k] for k in CLIP_L14 if k in vision}
+    if "model.mm_projector.weight" in shapes:
+        out["mm_projector_type"] = "linear"  # LISA-7B-v1 (LLaVA-Lightning): one Linear
+    elif "model.mm_projector.0.weight" in shapes:
+        out["mm_projector_type"] = "mlp2x_gelu"  # GLaMM (LLaVA-1.5): Linear, GELU, Linear
+    return out
+
+
+def build_official(system: str, checkpoint, clip=None, tokenizer=None, dtype: torch.dtype | None = None,
+                   trainable_dtype: torch.dtype | None = None, strict: bool = True, **overrides):
+    """(model, report): the model the official files describe (sizes from them, the vocabulary grown to the
+    tokenizer's), built on the ``meta`` device when ``dtype`` is given and loaded shard by shard into it."""
+    from calico_baseline.config import layered
+    from calico_baseline.tokenization import config_overrides
+
+    sizes = sizes_from_official(checkpoint, clip)
+    tok = config_overrides(tokenizer) if tokenizer is not None else {}
+    if tok:
+        tok["text_config"]["vocab_size"] = max(len(tokenizer), sizes.get("text_config", {}).get("vocab_size", 0))
+    bases = {k: str(v) for k, v in (("checkpoint", checkpoint), ("clip", clip)) if v is not None}
+    config = baseline_config(system, base_checkpoints=bases, **layered(sizes, tok, overrides))
+    if dtype is not None:
+        with torch.device("meta"):
+            model = MultiImageLlavaForCausalLM(config)
+    else:
+        model = MultiImageLlavaForCausalLM(config)
+    report = load_official(model, checkpoint, clip, strict=strict, dtype=dtype)
+    if trainable_dtype is not None and trainable_dtype != (dtype or torch.float32):
+        for param in model.trainable_parameters().values():
+            param.data = param.data.to(trainable_dtype)
+    return model, report
 
 
 # ------------------------------------------------------------------ loading and the runner
 
 
-def load_model(system: str, model_dir=None, checkpoint=None, clip=None, tokenizer_path=None, device: str = "cpu"):
-    """(model, tokenizer) for inference.
+def load_model(system: str, model_dir=None, checkpoint=None, clip=None, tokenizer_path=None, device: str = "cpu",
+               dtype: torch.dtype | None = None):
+    """(model, tokenizer) for inference, on ``device`` in ``dtype`` (``None``: fp32).
 
     ``model_dir``: a folder written by :func:`calico_baseline.checkpoints.save_trained` for this model
     (config.json, the trained parts, the tokenizer; the frozen base from its ``calico_base.safetensors``
     or from ``checkpoint``/``clip``). Without it: zero-shot from the official ``checkpoint`` (and
-    ``clip``), the tokenizer from ``tokenizer_path`` or the checkpoint folder.
+    ``clip``), the tokenizer from ``tokenizer_path`` or the checkpoint folder. With a ``dtype`` and official
+    files the model is built on the ``meta`` device and each shard is loaded straight into ``dtype``.
     """
     from pathlib import Path
 
@@ -203,8 +305,10 @@ def load_model(system: str, model_dir=None, checkpoint=None, clip=None, tokenize
     from transformers import AutoTokenizer
 
     from baselines.errors import BaselineError
-    from calico_baseline.checkpoints import BASE_FILE, TRAINED_FILE
-    from calico_baseline.tokenization import config_overrides
+    import sys
+
+    from calico_baseline.checkpoints import BASE_FILE, TRAINED_FILE, report_line
+    from calico_baseline.tokenization import add_grounding_tokens
 
     try:
         if model_dir is not None:
@@ -213,42 +317,60 @@ def load_model(system: str, model_dir=None, checkpoint=None, clip=None, tokenize
             if getattr(config, "baseline", None) != system:
                 raise BaselineError(f"{path}: holds a {getattr(config, 'baseline', 'calico')!r} model, not {system!r}")
             tokenizer = AutoTokenizer.from_pretrained(path)
-            model = MultiImageLlavaForCausalLM(config)
+            bases = config.base_checkpoints  # recorded by ``mixedparts-baseline train``
+            official = checkpoint or bases.get("checkpoint")
             if (path / BASE_FILE).is_file():
+                model = MultiImageLlavaForCausalLM(config)
                 model.load_state_dict(load_file(str(path / BASE_FILE)), strict=False)
-            elif checkpoint is not None or config.base_checkpoints.get("checkpoint"):
-                bases = config.base_checkpoints  # recorded by ``mixedparts-baseline train``
-                load_official(model, checkpoint or bases["checkpoint"], clip or bases.get("clip"), strict=False)
+            elif official is not None:
+                if dtype is not None:
+                    with torch.device("meta"):
+                        model = MultiImageLlavaForCausalLM(config)
+                else:
+                    model = MultiImageLlavaForCausalLM(config)
+                load_official(model, official, clip or bases.get("clip"), strict=False, dtype=dtype)
             else:
                 raise BaselineError(f"{path}: no {BASE_FILE}; pass --checkpoint (and --clip) for the frozen base")
-            result = model.load_state_dict(load_file(str(path / TRAINED_FILE)), strict=False)
+            trained = load_file(str(path / TRAINED_FILE))
+            own = model.state_dict()
+            trained = {k: v.to(own[k].dtype) if k in own and v.is_floating_point() else v for k, v in trained.items()}
+            result = model.load_state_dict(trained, strict=False)
             if result.unexpected_keys:
                 raise BaselineError(f"{path / TRAINED_FILE}: unexpected keys {result.unexpected_keys[:5]}")
         elif checkpoint is not None:
             tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or checkpoint)
-            tok = config_overrides(tokenizer)
-            config = baseline_config(system, text_config=tok.pop("text_config"), **tok)
-            model = MultiImageLlavaForCausalLM(config)
-            load_official(model, checkpoint, clip)
+            add_grounding_tokens(tokenizer)
+            model, report = build_official(system, checkpoint, clip, tokenizer, dtype=dtype)
+            print(report_line(report), file=sys.stderr)
         else:
             raise BaselineError(f"{system}: pass --model DIR (fine-tuned) or --checkpoint PATH (official weights)")
     except (OSError, ValueError) as error:
         raise BaselineError(f"{system}: cannot load the model: {error}") from None
+    if dtype is not None:
+        model.to(dtype)
     return model.to(device).eval(), tokenizer
+
+
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _run(system: str, args, rows: list[dict], images) -> list[dict]:
     from calico_baseline.data import CalicoProcessor
     from calico_baseline.generation import predict_batch
 
-    model, tokenizer = load_model(system, args.model, args.checkpoint, args.clip, args.tokenizer, args.device)
+    from tqdm import tqdm
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = DTYPES[args.dtype]
+    model, tokenizer = load_model(system, args.model, args.checkpoint, args.clip, args.tokenizer, device, dtype)
     processor = CalicoProcessor(tokenizer, model.config)
     predictions = []
-    for start in range(0, len(rows), args.batch_size):
+    for start in tqdm(range(0, len(rows), args.batch_size), desc=system, unit="batch"):
         chunk = rows[start:start + args.batch_size]
         batch = processor.collate([processor(row, images.open_all(row), train=False) for row in chunk])
-        batch = {k: v.to(args.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        with torch.no_grad():
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        with torch.no_grad(), torch.autocast(torch.device(device).type, dtype=dtype or torch.float32,
+                                             enabled=dtype is not None):
             predictions += predict_batch(model, tokenizer, batch, args.max_new_tokens)
     return predictions
 

@@ -11,6 +11,9 @@ def configure(parser) -> None:
     parser.add_argument("--clip", metavar="PATH", help="a transformers CLIP checkpoint, when the official one "
                         "lacks the vision tower")
     parser.add_argument("--tokenizer", metavar="DIR", help="tokenizer folder (default: the checkpoint folder)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default="fp32",
+                        help="weights dtype; bf16/fp16 load the official checkpoint shard by shard straight into it "
+                             "(a 7B model then needs ~14 GB, not ~28 GB plus a CPU copy) and generate under autocast")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--max-new-tokens", type=int, default=128)

@@ -26,10 +26,14 @@ import copy
 import sys
 from pathlib import Path
 
-RECIPE = {  # both repositories' train_ds.py defaults (LISA; GLaMM's train.py keeps them)
+RECIPE = {  # both repositories' train_ds.py defaults (LISA; GLaMM's train.py keeps them): bf16 DeepSpeed with
+    # gradient checkpointing (--precision bf16, model.gradient_checkpointing_enable())
     "lr": 3e-4, "betas": [0.9, 0.95], "weight_decay": 0.0, "warmup_steps": 100, "max_steps": 5000,
     "batch_size": 2, "grad_accum": 10, "max_grad_norm": 1.0, "save_every": 500,
+    "mixed_precision": "bf16", "gradient_checkpointing": True,
 }
+MODEL_MAX_LENGTH = {  # GLaMM train.py's default (two 576-token images overflow 1024); LISA's 512 cannot hold two
+    "glamm": 1536, "lisa": 1024}  # 256-token images and the text, and its LLM has 2048 positions
 TINY_CLIP = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3, "num_attention_heads": 4,
              "image_size": 28, "patch_size": 14}
 
@@ -41,8 +45,9 @@ def load_config(system: str, path=None, overrides=(), data=None, out=None) -> di
 
     defaults = copy.deepcopy(DEFAULTS)
     defaults["model"] = {"system": system, "size": "full", "overrides": {}, "tokenizer": None, "checkpoint": None,
-                         "clip": None}
+                         "clip": None, "dtype": None, "trainable_dtype": "fp32"}
     defaults["train"].update(RECIPE, output_dir=f"runs/{system}")
+    defaults["data"]["max_length"] = MODEL_MAX_LENGTH[system]
     config = load_calico_config(path, list(overrides), defaults=defaults)
     config["model"]["system"] = system
     if data is not None:
@@ -53,12 +58,20 @@ def load_config(system: str, path=None, overrides=(), data=None, out=None) -> di
 
 
 def build_model_and_tokenizer(config: dict, rows: list[dict]):
-    """(MultiImageLlavaForCausalLM, tokenizer) for ``config['model']``, official weights loaded when named."""
+    """(MultiImageLlavaForCausalLM, tokenizer) for ``config['model']``, official weights loaded when named.
+
+    With a checkpoint the sizes come from its files (:func:`~baselines.multi_image_llava.sizes_from_official`),
+    the tokenizer gains the grounding tokens it lacks (LISA's: ``<p>``, ``</p>``) and the vocabulary rows grow
+    to match; ``model.dtype`` (default bf16 for a full-size model, as both repositories load it) builds on the
+    meta device and loads each shard straight into that dtype, the trained parameters in ``trainable_dtype``."""
     from transformers import AutoTokenizer
 
-    from baselines.multi_image_llava import MultiImageLlavaForCausalLM, baseline_config, load_official
+    from baselines.multi_image_llava import MultiImageLlavaForCausalLM, baseline_config, build_official
+    from calico_baseline.checkpoints import report_line
     from calico_baseline.config import calico_tiny
-    from calico_baseline.tokenization import build_tiny_tokenizer, check_tokenizer, config_overrides
+    from calico_baseline.train import DTYPES
+    from calico_baseline.tokenization import (add_grounding_tokens, build_tiny_tokenizer, check_tokenizer,
+                                              config_overrides)
 
     m = config["model"]
     system, size = m["system"], m.get("size", "full")
@@ -67,6 +80,7 @@ def build_model_and_tokenizer(config: dict, rows: list[dict]):
     tokenizer_path = m.get("tokenizer") or m.get("checkpoint")
     if tokenizer_path and Path(tokenizer_path).is_dir():
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+        add_grounding_tokens(tokenizer)
     elif size == "tiny":
         tokenizer = build_tiny_tokenizer([r["question"] for r in rows] + [r["answer"] for r in rows])
     else:
@@ -82,17 +96,24 @@ def build_model_and_tokenizer(config: dict, rows: list[dict]):
         overrides["text_config"] = {**tiny["text_config"], **tok.pop("text_config"),
                                     **overrides.get("text_config", {})}
         overrides.setdefault("lora_dropout", 0.0)
-    else:
-        overrides["text_config"] = {**tok.pop("text_config"), **overrides.get("text_config", {})}
-    for key, value in tok.items():
-        overrides.setdefault(key, value)
-    bases = {k: str(m[k]) for k in ("checkpoint", "clip") if m.get(k)}
-    model = MultiImageLlavaForCausalLM(baseline_config(system, base_checkpoints=bases, **overrides))
-    if m.get("checkpoint"):
-        load_official(model, m["checkpoint"], m.get("clip"))
-    elif size == "full":
+        for key, value in tok.items():
+            overrides.setdefault(key, value)
+    dtype_name = m.get("dtype") or ("bf16" if size == "full" else None)
+    dtype = DTYPES[dtype_name] if dtype_name else None
+    trainable_dtype = DTYPES[m.get("trainable_dtype") or "fp32"]
+    if m.get("checkpoint"):  # full size: the files give every size, the tokenizer the vocabulary and its ids
+        model, report = build_official(system, m["checkpoint"], m.get("clip"), tokenizer, dtype=dtype,
+                                       trainable_dtype=trainable_dtype, **overrides)
+        print(report_line(report), file=sys.stderr)
+        return model, tokenizer
+    if size == "full":
         raise ValueError("model.checkpoint is needed for a full-size model (the official "
                          + ("LISA-7B-v1" if system == "lisa" else "GLaMM-GranD-Pretrained") + " weights)")
+    model = MultiImageLlavaForCausalLM(baseline_config(system, **overrides))
+    if dtype is not None:
+        model.to(dtype)
+        for param in model.trainable_parameters().values():
+            param.data = param.data.to(trainable_dtype)
     return model, tokenizer
 
 

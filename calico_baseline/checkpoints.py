@@ -10,8 +10,13 @@ Key maps, checkpoint → Calico:
   BLIP-2 / InstructBLIP (transformers format): vision_model.* / qformer.* / query_tokens /
     language_projection.* → visual.{same}; InstructBLIP's qformer.embeddings.layernorm → qformer.layernorm,
     its word/position embeddings and text FFN are unused; language_model.*: unused.
-  DINOv2 (transformers ``Dinov2Model``): embeddings.* / encoder.* / layernorm.* → dino.{same}.
-Nothing is fetched: every path is a local file or folder.
+  DINOv2 (transformers ``Dinov2Model``): embeddings.* / encoder.* / layernorm.* → dino.{same}, with the hub
+    file names (``attention.attention.{query,key,value}``, ``attention.output.dense``, SwiGLU ``mlp.weights_in``
+    / ``mlp.weights_out`` of dinov2-giant) renamed to the module names of transformers 5; position embeddings
+    stored for another grid (the hub's 518 px) are interpolated to the model's.
+Buffers that older transformers versions saved and that are no parameters (:data:`IGNORED_BUFFERS`) are
+skipped and listed under ``ignored``. Model sizes can come from the checkpoints themselves
+(:func:`sizes_from_checkpoints`). Nothing is fetched: every path is a local file or folder.
 """
 
 from __future__ import annotations
@@ -26,6 +31,21 @@ from calico_baseline.config import CalicoConfig
 TRAINED_FILE = "calico_trained.safetensors"
 BASE_FILE = "calico_base.safetensors"
 UNUSED_GLAMM = ("model.mm_projector.", "model.region_encoder.", "model.vision_tower.")
+IGNORED_BUFFERS = (
+    # older LlamaRotaryEmbedding registered inv_freq as a persistent buffer (GLaMM pins transformers commit
+    # cae78c46, LISA 4.31.0; their files carry it); today's Llama recomputes it
+    ".rotary_emb.inv_freq",
+    # CLIPVisionEmbeddings / BERT-style embeddings of older transformers saved position_ids (an arange)
+    "embeddings.position_ids",
+)
+
+
+def split_ignored(state: dict) -> tuple[dict, list[str]]:
+    """(state without the non-parameter buffers of older transformers, the keys dropped)."""
+    ignored = [k for k in state if k.endswith(IGNORED_BUFFERS)]
+    for key in ignored:
+        del state[key]
+    return state, ignored
 
 
 # ---------------------------------------------------------------- reading checkpoint files
@@ -122,22 +142,45 @@ def map_blip2(model, state: dict) -> tuple[dict, list[str]]:
 DINO_RENAMES = (  # hub checkpoint names → the module names of newer transformers (5.x) Dinov2Model
     (".attention.attention.query.", ".attention.q_proj."), (".attention.attention.key.", ".attention.k_proj."),
     (".attention.attention.value.", ".attention.v_proj."), (".attention.output.dense.", ".attention.o_proj."),
+    (".mlp.weights_out.", ".mlp.down_proj."),
 )
+SWIGLU_IN = ".mlp.weights_in."  # dinov2-giant's fused SwiGLU input projection: gate rows, then up rows
+
+
+def interpolate_position_embeddings(value: torch.Tensor, shape: tuple) -> torch.Tensor:
+    """1×(1+g²)×D position embeddings → 1×(1+G²)×D: the CLS row kept, the g×g grid resized bicubically, as
+    transformers' ``Dinov2Embeddings.interpolate_pos_encoding`` does at run time (hub files store 518 px)."""
+    import torch.nn.functional as F
+
+    old, new = int(round((value.shape[1] - 1) ** 0.5)), int(round((shape[1] - 1) ** 0.5))
+    if old * old + 1 != value.shape[1] or new * new + 1 != shape[1] or value.shape[2] != shape[2]:
+        raise ValueError(f"DINOv2 position embeddings {tuple(value.shape)} cannot be resized to {tuple(shape)}")
+    grid = value[:, 1:].reshape(1, old, old, -1).permute(0, 3, 1, 2).float()
+    grid = F.interpolate(grid, size=(new, new), mode="bicubic", align_corners=False)
+    grid = grid.permute(0, 2, 3, 1).reshape(1, new * new, -1).to(value.dtype)
+    return torch.cat([value[:, :1], grid], dim=1)
 
 
 def map_dino(model, state: dict) -> tuple[dict, list[str]]:
-    own = model.state_dict().keys()
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     mapped, unused = {}, []
     for key, value in state.items():
         plain = key[len("dinov2."):] if key.startswith("dinov2.") else key
-        if plain.startswith(("embeddings.", "encoder.", "layernorm.")):
-            name = "dino." + plain
-            if name not in own:
-                for old, new in DINO_RENAMES:
-                    name = name.replace(old, new)
-            mapped[name] = value
-        else:
+        if not plain.startswith(("embeddings.", "encoder.", "layernorm.")):
             unused.append(key)
+            continue
+        name = "dino." + plain
+        if SWIGLU_IN in name and name not in own:
+            gate, up = value.chunk(2, dim=0)  # the hub's SwiGLUFFN: x1, x2 = weights_in(x).chunk(2); silu(x1) * x2
+            mapped[name.replace(SWIGLU_IN, ".mlp.gate_proj.")] = gate
+            mapped[name.replace(SWIGLU_IN, ".mlp.up_proj.")] = up
+            continue
+        if name not in own:
+            for old, new in DINO_RENAMES:
+                name = name.replace(old, new)
+        if name == "dino.embeddings.position_embeddings" and name in own and own[name] != tuple(value.shape):
+            value = interpolate_position_embeddings(value, own[name])
+        mapped[name] = value
     return mapped, unused
 
 
@@ -157,12 +200,14 @@ def load_base_checkpoints(model, glamm=None, blip2=None, dino=None, strict: bool
     own = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
     params = {k for k, _ in model.named_parameters()}
     assign = _on_meta(model)
-    loaded, unexpected, unused = set(), [], []
+    loaded, unexpected, unused, ignored, resized = set(), [], [], [], []
     for kind, path in (("glamm", glamm), ("blip2", blip2), ("dino", dino)):
         if path is None:
             continue
         for file in checkpoint_files(path):
-            mapped, skipped = MAPS[kind](model, read_state_dict(file))
+            state, dropped = split_ignored(read_state_dict(file))
+            ignored += dropped
+            mapped, skipped = MAPS[kind](model, state)
             unused += skipped
             shard = {}
             for key in list(mapped):
@@ -171,8 +216,8 @@ def load_base_checkpoints(model, glamm=None, blip2=None, dino=None, strict: bool
                     unexpected.append(key)
                     continue
                 if own[key][0] != tuple(value.shape):
-                    raise ValueError(f"{kind} checkpoint {path}: {key} has shape {tuple(value.shape)}, "
-                                     f"the model expects {own[key][0]}")
+                    value = grow_vocabulary(key, value, own[key][0], f"{kind} checkpoint {path}")
+                    resized.append(key)
                 if assign and value.is_floating_point():  # buffers (SAM's positional matrix) keep their dtype
                     value = value.to(dtype if dtype is not None and key in params else own[key][1])
                 shard[key] = value
@@ -193,7 +238,38 @@ def load_base_checkpoints(model, glamm=None, blip2=None, dino=None, strict: bool
     if strict and (missing or unexpected):
         raise ValueError(f"checkpoint keys do not match: missing {missing[:10]} ({len(missing)}), "
                          f"unexpected {unexpected[:10]} ({len(unexpected)})")
-    return {"missing": missing, "unexpected": unexpected, "unused": unused}
+    return {"missing": missing, "unexpected": unexpected, "unused": unused, "ignored": ignored, "resized": resized}
+
+
+def report_line(report: dict) -> str:
+    """One line saying what a load skipped on purpose: the ignored old-transformers buffers (by kind), the
+    unused checkpoint keys (by top-level prefix) and the vocabulary rows grown."""
+    def kinds(keys, depth):
+        counts: dict[str, int] = {}
+        for key in keys:
+            name = key.rsplit(".", 1)[-1] if depth is None else ".".join(key.split(".")[:depth]) + ".*"
+            counts[name] = counts.get(name, 0) + 1
+        return ", ".join(f"{k} ×{v}" for k, v in sorted(counts.items())) or "none"
+
+    parts = [f"ignored non-parameter buffers of older transformers: {kinds(report.get('ignored', []), None)}",
+             f"unused: {kinds(report.get('unused', []), 2)}"]
+    if report.get("resized"):
+        parts.append(f"vocabulary rows grown for added tokens: {', '.join(report['resized'])}")
+    return "checkpoints loaded strictly; " + "; ".join(parts)
+
+
+VOCAB_ROWS = ("embed_tokens.weight", "lm_head.weight", "lm_head.base_layer.weight")
+
+
+def grow_vocabulary(key: str, value: torch.Tensor, shape: tuple, where: str) -> torch.Tensor:
+    """Embedding / LM-head rows of a checkpoint whose tokenizer had fewer tokens than ours: the checkpoint's rows,
+    then one new row per added token set to the mean of the existing rows — LLaVA's ``initialize_vision_tokenizer``,
+    which LISA and GLaMM run after ``resize_token_embeddings`` (the rows then train with ``embed_tokens``/``lm_head``).
+    Any other shape mismatch raises."""
+    if not (key.endswith(VOCAB_ROWS) and value.dim() == 2 and value.shape[1] == shape[1] and value.shape[0] < shape[0]):
+        raise ValueError(f"{where}: {key} has shape {tuple(value.shape)}, the model expects {shape}")
+    extra = value.float().mean(0, keepdim=True).to(value.dtype).expand(shape[0] - value.shape[0], -1)
+    return torch.cat([value, extra], dim=0)
 
 
 # ---------------------------------------------------------------- low-memory build (meta device → dtype)
@@ -246,7 +322,8 @@ def materialize_fresh(model, dtype: torch.dtype) -> list[str]:
         metas = [n for n, b in module.named_buffers(recurse=False) if b.is_meta]
         if not metas:
             continue
-        if not type(module).__name__.endswith("RotaryEmbedding"):
+        # recomputed buffers (rotary inv_freq, CLIP's position_ids arange): the module, rebuilt from its config
+        if getattr(module, "config", None) is None:
             raise ValueError(f"{module_name}: buffers {metas} are on the meta device and no checkpoint provides them")
         with torch.device("cpu"):
             rebuilt = type(module)(config=module.config)
@@ -336,3 +413,119 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu", dtype: to
     if result.unexpected_keys:
         raise ValueError(f"{path / TRAINED_FILE}: unexpected keys {result.unexpected_keys[:10]}")
     return model.to(device).eval()
+
+
+# ---------------------------------------------------------------- sizes from the checkpoints' own files
+LLAMA_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "num_key_value_heads", "max_position_embeddings", "rms_norm_eps", "rope_theta", "hidden_act",
+                "bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings", "initializer_range")
+
+
+def _config_json(path: str | Path) -> dict:
+    path = Path(path)
+    file = (path if path.is_dir() else path.parent) / "config.json"
+    return json.loads(file.read_text()) if file.is_file() else {}
+
+
+def checkpoint_shapes(path: str | Path) -> dict[str, tuple]:
+    """Every tensor's shape, read from the safetensors headers (no tensor loaded); ``.bin`` shards are mmapped."""
+    from safetensors import safe_open
+
+    shapes = {}
+    for file in checkpoint_files(path):
+        if file.suffix == ".safetensors":
+            with safe_open(str(file), framework="pt") as handle:
+                shapes.update({k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()})
+        else:
+            shapes.update({k: tuple(v.shape) for k, v in read_state_dict(file).items()})
+    return shapes
+
+
+def sam_sizes(shapes: dict[str, tuple]) -> dict:
+    """segment-anything sizes (``config.SAM_VIT_H`` keys) read off the SAM weights' shapes, whatever prefix they
+    carry (GLaMM ``model.grounding_encoder.``, LISA ``model.visual_model.``, a raw SAM file). Only the mask
+    decoder's head count does not show in any shape: it is left to the preset (8 in every SAM release)."""
+    prefix = next((k[: -len("image_encoder.patch_embed.proj.weight")] for k in shapes
+                   if k.endswith("image_encoder.patch_embed.proj.weight")), None)
+    if prefix is None:
+        return {}
+    s = {k[len(prefix):]: v for k, v in shapes.items() if k.startswith(prefix)}
+    embed, _, patch, _ = s["image_encoder.patch_embed.proj.weight"]
+    grid = s["image_encoder.pos_embed"][1]
+    depth = 1 + max(int(k.split(".")[2]) for k in s if k.startswith("image_encoder.blocks."))
+    head_dim = s["image_encoder.blocks.0.attn.rel_pos_h"][1]
+    # a block's relative-position table spans 2·size−1 rows: the full grid for global blocks, else the window
+    spans = [s[f"image_encoder.blocks.{i}.attn.rel_pos_h"][0] for i in range(depth)]
+    windowed = [span for span in spans if span != 2 * grid - 1]
+    decoder_depth = 1 + max(int(k.split(".")[3]) for k in s if k.startswith("mask_decoder.transformer.layers."))
+    iou_depth = 1 + max(int(k.split(".")[3]) for k in s if k.startswith("mask_decoder.iou_prediction_head.layers."))
+    sizes = {"window_size": windowed[0] // 2 + 1} if windowed else {}  # all-global: the window never applies
+    return {**sizes, "image_size": grid * patch, "patch_size": patch, "encoder_embed_dim": embed, "encoder_depth": depth,
+            "encoder_num_heads": embed // head_dim,
+            "encoder_global_attn_indexes": [i for i, span in enumerate(spans) if span == 2 * grid - 1],
+            "prompt_embed_dim": s["image_encoder.neck.0.weight"][0],
+            "decoder_depth": decoder_depth, "decoder_mlp_dim": s["mask_decoder.transformer.layers.0.mlp.lin1.weight"][0],
+            "iou_head_depth": iou_depth, "iou_head_hidden_dim": s["mask_decoder.iou_prediction_head.layers.0.weight"][0]}
+
+
+def llm_sizes(path: str | Path) -> dict:
+    """The Llama fields of a GLaMM / LISA / LLaVA ``config.json`` (its ``model_type`` is ``llava``-like, the LLM
+    fields are Llama's); an empty dict when the checkpoint has no config.json beside it."""
+    config = _config_json(path)
+    return {k: config[k] for k in LLAMA_FIELDS if config.get(k) is not None}
+
+
+def blip2_sizes(path: str | Path) -> dict:
+    """``vision_config``, ``qformer_config`` and ``num_query_tokens`` of a BLIP-2 / InstructBLIP ``config.json``."""
+    from transformers import Blip2QFormerConfig, Blip2VisionConfig
+
+    config = _config_json(path)
+    if not config:
+        return {}
+    known_vision, known_qformer = set(Blip2VisionConfig().to_dict()), set(Blip2QFormerConfig().to_dict())
+    skip = {"model_type", "architectures", "transformers_version", "_name_or_path", "encoder_hidden_size",
+            "torch_dtype", "dtype"}
+    out = {"vision_config": {k: v for k, v in config.get("vision_config", {}).items() if k in known_vision - skip},
+           "qformer_config": {k: v for k, v in config.get("qformer_config", {}).items() if k in known_qformer - skip}}
+    if "num_query_tokens" in config:
+        out["num_query_tokens"] = config["num_query_tokens"]
+    return out
+
+
+def dino_sizes(path: str | Path) -> dict:
+    """The ``Dinov2Config`` fields of a DINOv2 ``config.json`` (image_size 518 on the hub: position embeddings are
+    then stored and interpolated at run time exactly as ``Dinov2Model`` does)."""
+    from transformers import Dinov2Config
+
+    config = _config_json(path)
+    known = set(Dinov2Config().to_dict()) - {"model_type", "architectures", "transformers_version", "_name_or_path",
+                                             "torch_dtype", "dtype", "out_features", "out_indices", "stage_names"}
+    return {k: v for k, v in config.items() if k in known}
+
+
+def sizes_from_checkpoints(base_checkpoints: dict) -> dict:
+    """CalicoConfig keywords that the named checkpoint folders fix (their config.json files and SAM's shapes):
+    ``text_config`` and ``sam_config`` from ``glamm``, ``vision_config``/``qformer_config``/``num_query_tokens``
+    from ``blip2``, ``dino_config`` from ``dino``; plus the defaults that follow from those sizes when a preset's
+    would not fit: ``cam_layers`` at ⌈N/3⌉ and ⌈2N/3⌉ of an N-layer LLM (11, 22 for Vicuna-7B: the paper's layers),
+    ``cem_num_heads`` = the vision tower's heads (16 for EVA ViT-g)."""
+    import math
+
+    out: dict = {}
+    if base_checkpoints.get("glamm"):
+        path = base_checkpoints["glamm"]
+        if text := llm_sizes(path):
+            out["text_config"] = text
+            layers = text.get("num_hidden_layers")
+            if layers:
+                out["cam_layers"] = sorted({min(layers - 1, math.ceil(layers * j / 3)) for j in (1, 2)})
+        if sam := sam_sizes(checkpoint_shapes(path)):
+            out["sam_config"] = sam
+    if base_checkpoints.get("blip2"):
+        out.update(blip2_sizes(base_checkpoints["blip2"]))
+        heads = out.get("vision_config", {}).get("num_attention_heads")
+        if heads:
+            out["cem_num_heads"] = heads
+    if base_checkpoints.get("dino") and (dino := dino_sizes(base_checkpoints["dino"])):
+        out["dino_config"] = dino
+    return out

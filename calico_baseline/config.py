@@ -4,6 +4,7 @@ Sub-model settings are plain dicts (JSON-friendly) turned into transformers conf
 ``vision_config`` (Blip2VisionConfig: EVA-CLIP ViT-g), ``qformer_config`` (Blip2QFormerConfig),
 ``dino_config`` (Dinov2Config), ``text_config`` (LlamaConfig) and ``sam_config`` (segment-anything sizes).
 Every ablation of the paper is one field: ``use_qformer``, ``use_dino``, ``use_cem``, ``use_cam``, ``cam_layers``.
+With checkpoint folders named, their own files give the sizes and a preset fills the rest (docs/checkpoints.md).
 See ``docs/model.md`` for where each default comes from.
 """
 
@@ -210,9 +211,27 @@ def calico_tiny(**overrides) -> CalicoConfig:
 
 
 PRESETS = {"calico-7b": calico_7b, "calico-tiny": calico_tiny}
+PRESET_SUB_CONFIGS = {"calico-7b": {"dino_config": DINOV2["giant"], "text_config": VICUNA_7B}}
 
 
 def preset(name: str, **overrides) -> CalicoConfig:
+    """The preset with ``overrides`` over it; a ``*_config`` override is merged key by key into the preset's, so
+    one read from a checkpoint's config.json keeps only the preset values that file does not state."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+    for key, base in PRESET_SUB_CONFIGS.get(name, {}).items():
+        if isinstance(overrides.get(key), dict):
+            overrides[key] = {**base, **overrides[key]}
     return PRESETS[name](**overrides)
+
+
+def layered(*layers: dict) -> dict:
+    """CalicoConfig keywords, later layers over earlier ones, ``*_config`` dicts merged key by key."""
+    settings: dict = {}
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            if key.endswith("_config") and isinstance(value, dict):
+                settings[key] = {**settings.get(key, {}), **value}
+            else:
+                settings[key] = value
+    return settings

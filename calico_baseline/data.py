@@ -29,6 +29,15 @@ def resized_view(image: Image.Image, size: int, mean, std) -> np.ndarray:
     return ((array - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).transpose(2, 0, 1)
 
 
+def clip_processor(size: int):
+    """transformers' CLIPImageProcessor (its PIL backend: no torchvision) at ``size``: shortest side → ``size``
+    (bicubic), centre crop ``size``², CLIP mean/std — the preprocessing LISA and GLaMM give their CLIP towers."""
+    from transformers import CLIPImageProcessorPil
+
+    return CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size},
+                                 image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD))
+
+
 def sam_shape(height: int, width: int, long_side: int) -> tuple[int, int]:
     """segment-anything's ``ResizeLongestSide.get_preprocess_shape``."""
     scale = long_side / max(height, width)
@@ -54,11 +63,22 @@ class CalicoProcessor:
         self.config = config
         self.max_length = max_length
         self.per_image = config.visual_tokens_per_image
+        # "square": BLIP-2's eval processor (Calico's EVA view); "clip": CLIPImageProcessor (LISA / GLaMM towers)
+        self.vision_preprocess = getattr(config, "vision_preprocess", "square")
+        self._clip_processor = None
+
+    def clip_pixels(self, images: list[Image.Image], size: int) -> np.ndarray:
+        if self.vision_preprocess == "clip":
+            if self._clip_processor is None:
+                self._clip_processor = clip_processor(size)
+            rgb = [im.convert("RGB") for im in images]
+            return np.asarray(self._clip_processor(images=rgb, return_tensors="np")["pixel_values"], np.float32)
+        return np.stack([resized_view(im, size, CLIP_MEAN, CLIP_STD) for im in images])
 
     def images(self, images: list[Image.Image]) -> dict:
         c = self.config
         clip_size = c.vision().image_size
-        out = {"clip_pixels": np.stack([resized_view(im, clip_size, CLIP_MEAN, CLIP_STD) for im in images]),
+        out = {"clip_pixels": self.clip_pixels(images, clip_size),
                "original_sizes": [(im.height, im.width) for im in images]}
         if c.cem_enabled:
             # same size as the EVA view so the patch grids line up (docs/model.md); DINOv2 interpolates positions

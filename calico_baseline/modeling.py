@@ -145,6 +145,34 @@ class CalicoForCausalLM(PreTrainedModel):
         for module in self.trainable_modules().values():
             module.requires_grad_(True)
 
+    def train(self, mode: bool = True):
+        """Trained parts train; every frozen part (EVA-CLIP, the Q-Former with its 0.1 dropout, DINOv2, SAM's image
+        and prompt encoders, a frozen ``text_hidden_fcs``, a CLIP tower) stays in eval mode, so the visual tokens
+        are the same on every pass — as GLaMM/LISA, which only ever call ``.train()`` on their trained modules.
+        The LLM keeps ``training`` (LoRA dropout, and transformers runs gradient checkpointing only in training)."""
+        super().train(mode)
+        if mode:
+            for module in self.frozen_modules():
+                module.eval()
+        return self
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """The largest sub-modules outside the LLM that hold parameters, none of them trainable."""
+        frozen = []
+
+        def visit(module: nn.Module) -> None:
+            for child in module.children():
+                if child is self.language_model:
+                    continue
+                params = list(child.parameters())
+                if params and not any(p.requires_grad for p in params):
+                    frozen.append(child)
+                elif params:  # a parameterless child of a trained module (its dropout) trains with it
+                    visit(child)
+
+        visit(self)
+        return frozen
+
     def trainable_parameters(self) -> dict[str, nn.Parameter]:
         return {name: p for name, p in self.named_parameters() if p.requires_grad}
 

@@ -12,9 +12,12 @@ from collections.abc import Iterable
 
 from calico_baseline.config import IMAGE_PLACEHOLDER_ID
 
-SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
-          "The assistant gives helpful, detailed, and polite answers to the user's questions.")
+# the llava_v1 template that GLaMM (model/llava/conversation.py) and LISA (model/llava/conversation.py) train
+# with: "curious human ... the human's questions", roles USER / ASSISTANT
+SYSTEM = ("A chat between a curious human and an artificial intelligence assistant. "
+          "The assistant gives helpful, detailed, and polite answers to the human's questions.")
 GROUNDING_TOKENS = ["<im_start>", "<im_end>", "<bbox>", "<point>", "[SEG]", "<p>", "</p>"]  # GLaMM order
+NEEDED_TOKENS = ["<im_start>", "<im_end>", "[SEG]", "<p>", "</p>"]  # what the prompt and answers use, GLaMM's order
 IMAGE = "<image>"
 
 
@@ -50,6 +53,21 @@ def decode_answer(tokenizer, ids: Iterable[int]) -> str:
     drop = {tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.bos_token_id}
     text = tokenizer.decode([i for i in ids if i not in drop], skip_special_tokens=False)
     return " ".join(text.split())
+
+
+def add_grounding_tokens(tokenizer) -> list[str]:
+    """Add the grounding tokens the prompts and answers use that a published tokenizer lacks, in GLaMM's order, as GLaMM's train.py adds them
+    (``add_tokens(..., special_tokens=True)``); returns those added. LISA-7B-v1's tokenizer has ``[SEG]``,
+    ``<im_start>``, ``<im_end>`` (LISA's train_ds.py) and gains ``<p>``, ``</p>``; GLaMM's has all seven. The
+    model's embedding and LM-head rows grow to match when the checkpoint loads
+    (:func:`calico_baseline.checkpoints.grow_vocabulary`). A missing pad token becomes ``unk``, as both do."""
+    unk = tokenizer.unk_token_id
+    missing = [t for t in NEEDED_TOKENS if tokenizer.convert_tokens_to_ids(t) in (None, unk)]
+    if missing:
+        tokenizer.add_tokens(missing, special_tokens=True)
+    if tokenizer.pad_token is None and tokenizer.unk_token is not None:
+        tokenizer.pad_token = tokenizer.unk_token
+    return missing
 
 
 def check_tokenizer(tokenizer) -> None:

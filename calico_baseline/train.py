@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 DEFAULTS = {
-    "model": {"preset": "calico-tiny", "overrides": {}, "tokenizer": None, "base_checkpoints": {},
+    "model": {"preset": None, "overrides": {}, "tokenizer": None, "base_checkpoints": {},
               "dtype": None, "trainable_dtype": "fp32"},
     "data": {"path": None, "split": "train", "image_roots": {}, "limit": None, "max_length": 1024},
     "train": {"output_dir": "runs/calico", "lr": 4e-4, "betas": [0.9, 0.95], "weight_decay": 0.0,
@@ -48,6 +48,8 @@ def load_config(path: str | Path | None, overrides: list[str] = (), defaults: di
         if section not in config or not name:
             raise ValueError(f"override {item!r} must look like section.key=value")
         config[section][name] = yaml.safe_load(value)
+    if config.get("train", {}).get("mixed_precision") is False:  # YAML reads a bare `no` as false
+        config["train"]["mixed_precision"] = "no"
     return config
 
 
@@ -61,36 +63,45 @@ def lr_lambda(warmup: int, total: int):
 
 
 def build_model_and_tokenizer(config: dict, rows: list[dict]):
+    """The model ``config['model']`` describes. Sizes come from the named checkpoint folders' own config.json
+    files (and SAM's weight shapes); the preset (``calico-7b`` when checkpoints are named and no preset is,
+    else ``calico-tiny``) fills only what they do not say; ``overrides`` come next, then the tokenizer's vocabulary
+    size and special-token ids."""
     import torch
     from transformers import AutoTokenizer
 
-    from calico_baseline.checkpoints import build_low_memory, load_base_checkpoints
-    from calico_baseline.config import preset
+    from calico_baseline.checkpoints import (build_low_memory, load_base_checkpoints, report_line,
+                                             sizes_from_checkpoints)
+    from calico_baseline.config import layered, preset
     from calico_baseline.modeling import CalicoForCausalLM
-    from calico_baseline.tokenization import build_tiny_tokenizer, check_tokenizer, config_overrides
+    from calico_baseline.tokenization import (add_grounding_tokens, build_tiny_tokenizer, check_tokenizer,
+                                              config_overrides)
 
     m = config["model"]
     if m["tokenizer"]:
         tokenizer = AutoTokenizer.from_pretrained(m["tokenizer"])
+        add_grounding_tokens(tokenizer)
     else:  # calico-tiny: a small BPE trained on the training texts
         tokenizer = build_tiny_tokenizer([r["question"] for r in rows] + [r["answer"] for r in rows])
     check_tokenizer(tokenizer)
-    overrides = dict(m["overrides"])
-    if not m["tokenizer"]:
-        tok = config_overrides(tokenizer)
-        overrides["text_config"] = {**overrides.get("text_config", {}), **tok.pop("text_config")}
-        overrides.update(tok)
-    else:
-        overrides.setdefault("seg_token_id", tokenizer.convert_tokens_to_ids("[SEG]"))
-    bases = {k: v for k, v in (m["base_checkpoints"] or {}).items() if v}
-    model_config = preset(m["preset"], base_checkpoints=bases, **overrides)
+    bases = {k: str(v) for k, v in (m["base_checkpoints"] or {}).items() if v}
+    sizes = sizes_from_checkpoints(bases)
+    tok = config_overrides(tokenizer)
+    if m["tokenizer"]:  # a published tokenizer: the checkpoint's vocabulary, grown if tokens were added
+        vocab = sizes.get("text_config", {}).get("vocab_size", 0)
+        tok["text_config"]["vocab_size"] = max(vocab, len(tokenizer))
+    name = m.get("preset") or ("calico-7b" if bases else "calico-tiny")
+    settings = layered(sizes, m["overrides"] or {}, tok)  # the tokenizer has the last word on vocabulary and ids
+    model_config = preset(name, base_checkpoints=bases, **settings)
     dtype = torch_dtype(m.get("dtype") or "fp32")
     if bases and m.get("dtype"):  # low memory: meta device, checkpoints loaded straight into dtype
-        model, _ = build_low_memory(model_config, dtype=dtype, trainable_dtype=torch_dtype(m.get("trainable_dtype") or "fp32"))
+        model, report = build_low_memory(model_config, dtype=dtype,
+                                         trainable_dtype=torch_dtype(m.get("trainable_dtype") or "fp32"))
+        print(report_line(report), file=sys.stderr)
         return model, tokenizer
     model = CalicoForCausalLM(model_config)
     if bases:
-        load_base_checkpoints(model, **bases)
+        print(report_line(load_base_checkpoints(model, **bases)), file=sys.stderr)
     if dtype != torch.float32:
         model.to(dtype)
         for param in model.trainable_parameters().values():
@@ -161,6 +172,9 @@ def train(config: dict, resume: bool = False, build_model=None) -> Path:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t["warmup_steps"], t["max_steps"]))
     trained_names = set(trained_state_dict(model))  # names as the unwrapped model has them
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    if accelerator.distributed_type.value == "DEEPSPEED" and accelerator.mixed_precision == "bf16":
+        accelerator.print("DeepSpeed bf16: the module (trained weights too) runs in bf16; the trained weights' fp32 "
+                          "master copy is kept by ZeRO's optimizer")
     progress = TrainerState(generator)
     # the scheduler is registered, not prepared: a prepared one would step once per process
     accelerator.register_for_checkpointing(scheduler, progress)

@@ -32,7 +32,10 @@ def dataset(build_tiny, tmp_path_factory):
 def tiny_settings(steps: int, *extra: str) -> list[str]:
     settings = {"model.size": "tiny", "train.max_steps": steps, "train.save_every": 2, "train.log_every": 1,
                 "train.warmup_steps": 1, "train.batch_size": 2, "train.grad_accum": 1, "train.lr": 3e-3,
-                "train.tensorboard": "false", "train.progress": "false", "train.cpu": "true"}
+                "train.tensorboard": "false", "train.progress": "false", "train.cpu": "true",
+                # the recipe trains in bf16; accelerate keeps one precision per process, and the other test
+                # modules train in fp32
+                "train.mixed_precision": "no"}
     return [a for k, v in settings.items() for a in ("--set", f"{k}={v}")] + list(extra)
 
 
@@ -122,8 +125,19 @@ def test_train_glamm_from_an_official_layout_checkpoint_saves_only_the_trained_p
 
 
 def test_train_errors_are_clear(dataset, tmp_path, capsys):
-    assert main(["train", "lisa", "--data", str(dataset), "--out", str(tmp_path / "x")]) == 2
+    fp32 = ["--set", "train.mixed_precision=no"]  # the precision the other tests of this process set up
+    assert main(["train", "lisa", "--data", str(dataset), "--out", str(tmp_path / "x"), *fp32]) == 2
     assert "model.tokenizer" in capsys.readouterr().err
-    assert main(["train", "lisa", "--data", str(dataset), "--out", str(tmp_path / "x"),
+    assert main(["train", "lisa", "--data", str(dataset), "--out", str(tmp_path / "x"), *fp32,
                  "--set", "model.size=huge"]) == 2
     assert "model.size" in capsys.readouterr().err
+
+
+def test_recipe_defaults_are_the_repositories():
+    """bf16 with gradient checkpointing (both train.py's), GLaMM's model_max_length 1536, LISA's raised to 1024."""
+    from baselines.train import load_config
+
+    glamm, lisa = load_config("glamm"), load_config("lisa")
+    assert glamm["train"]["mixed_precision"] == "bf16" and glamm["train"]["gradient_checkpointing"] is True
+    assert glamm["data"]["max_length"] == 1536 and lisa["data"]["max_length"] == 1024
+    assert load_config("lisa", overrides=["train.mixed_precision=no"])["train"]["mixed_precision"] == "no"

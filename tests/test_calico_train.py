@@ -122,6 +122,7 @@ def test_accelerate_configs_parse():
     assert {k: c.distributed_type for k, c in kinds.items()} == {
         "ddp": DistributedType.MULTI_GPU, "fsdp": DistributedType.FSDP, "deepspeed-zero2": DistributedType.DEEPSPEED}
     assert all(c.mixed_precision == "bf16" for c in kinds.values())
+    assert all(c.num_processes == 4 for c in kinds.values())  # the paper's 4 GPUs: effective batch 4 × 2 × 10
     assert kinds["fsdp"].fsdp_config["fsdp_sharding_strategy"] == "SHARD_GRAD_OP"
     assert kinds["fsdp"].fsdp_config["fsdp_use_orig_params"] is True
     assert kinds["deepspeed-zero2"].deepspeed_config["zero_stage"] == 2
