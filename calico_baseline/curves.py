@@ -89,8 +89,9 @@ def plot_run(run: str | Path, out: str | Path | None = None, title: str | None =
     for axis in axes:
         axis.set_xlabel("optimizer step")
         axis.grid(alpha=0.3)
-    losses.legend(fontsize=6, ncol=2)
-    text.legend(fontsize=7)
+    for axis, size in ((losses, 6), (text, 7)):
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=size, ncol=2 if axis is losses else 1)
     if title:
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
