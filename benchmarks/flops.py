@@ -232,12 +232,35 @@ def seg_split(segs: float) -> list[int]:
     return [n - n // 2, n // 2]
 
 
+def decode_step_flops(model, cache_length: int) -> float:
+    """FLOPs of one cached greedy step (LLM + lm_head) after ``cache_length`` tokens."""
+    d_llm = model.config.text_config["hidden_size"]
+    out = model.llm.model(inputs_embeds=torch.zeros(1, cache_length, d_llm), use_cache=True,
+                          position_ids=torch.arange(cache_length)[None])
+    cache = getattr(out, "past_key_values", None) or getattr(out, "cache", None)
+    embed = model.llm.get_input_embeddings()
+    with FlopCounterMode(display=False) as counter:
+        step = model.llm.model(inputs_embeds=embed(torch.zeros(1, 1, dtype=torch.long)), use_cache=True,
+                               position_ids=torch.tensor([[cache_length]]), **{CACHE_KWARG: cache})
+        model.llm.lm_head(step.last_hidden_state)
+    return counter.get_total_flops()
+
+
 def count_flops(name: str, config, lengths: dict) -> dict[str, float]:
-    """TFLOPs per component of one answer, on the meta device."""
+    """TFLOPs per component of one answer, on the meta device.
+
+    A cached decoding step costs a + b·(tokens before it): the sum over the answer's steps is exactly the number of
+    steps times the mean of the first and the last step, so two steps are counted instead of all of them."""
     out = {}
     with torch.device("meta"), torch.no_grad():
         model = build(name, config)
         for component, run in answer_steps(model, lengths, seg_split(lengths["seg"]), "meta").items():
+            if component == "LLM decode":
+                steps = lengths["answer"] - 1  # the first answer token came from the prefill's lm_head
+                prompt = lengths["prompt"] + IMAGES * vision_tokens(model.config)
+                first, last = decode_step_flops(model, prompt), decode_step_flops(model, prompt + steps - 1)
+                out[component] = steps * (first + last) / 2 / 1e12
+                continue
             with FlopCounterMode(display=False) as counter:
                 run()
             out[component] = counter.get_total_flops() / 1e12
@@ -277,6 +300,7 @@ def main(argv=None) -> int:
     parser.add_argument("--latency", action="store_true", help="also time the three on this CPU at 1/16 width")
     parser.add_argument("--width-divisor", type=int, default=16, help="width reduction of the --latency models")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per system (after one warm-up)")
+    parser.add_argument("--latency-only", action="store_true", help="with --latency: skip the FLOP count")
     args = parser.parse_args(argv)
 
     data = args.data or demo_dataset()
@@ -285,6 +309,16 @@ def main(argv=None) -> int:
           f"{lengths['prompt']} tokens (+ visual tokens), answer {lengths['answer']} tokens, "
           f"{lengths['seg']:.1f} [SEG]; lengths {lengths['how']}")
 
+    result = {"answer_tokens": lengths["answer"], "prompt_text_tokens": lengths["prompt"], "seg": lengths["seg"]}
+    if not args.latency_only:
+        result.update(flops_table(lengths))
+    if args.latency:
+        result.update(latency_table(lengths, args.width_divisor, args.repeats))
+    print(json.dumps(result))
+    return 0
+
+
+def flops_table(lengths: dict) -> dict:
     flops = {name: count_flops(name, config, lengths) for name, config in configs().items()}
     visual = {name: vision_tokens(config) for name, config in configs().items()}
     print(f"\nTFLOPs of one whole answer (2 images){'':6s}" + "".join(f"{k:>11s}" for k in SYSTEMS))
@@ -295,35 +329,36 @@ def main(argv=None) -> int:
     print(f"  {'total':38s}" + "".join(f"{totals[n]:11.2f}" for n in SYSTEMS))
     print(f"  {'total without SAM image encoder':38s}" + "".join(f"{no_sam[n]:11.2f}" for n in SYSTEMS))
     print(f"  {'visual tokens per image':38s}" + "".join(f"{visual[n]:11d}" for n in SYSTEMS))
-    result = {"answer_tokens": lengths["answer"], "prompt_text_tokens": lengths["prompt"], "seg": lengths["seg"],
-              "tflops": totals, "tflops_without_sam_encoder": no_sam, "paper_tflops_change": PAPER_TFLOPS}
+    result = {"tflops": totals, "tflops_without_sam_encoder": no_sam, "paper_tflops_change": PAPER_TFLOPS}
     for base in SYSTEMS[1:]:
         print(f"Calico vs {base}: {change(totals['Calico'], totals[base]):+.1f}% TFLOPs with SAM's image encoder, "
               f"{change(no_sam['Calico'], no_sam[base]):+.1f}% without  (paper: {PAPER_TFLOPS:+.1f}%)")
         result[f"change_vs_{base}"] = {"with_sam": change(totals["Calico"], totals[base]),
                                        "without_sam_encoder": change(no_sam["Calico"], no_sam[base])}
+    return result
 
-    if args.latency:
-        small = configs(args.width_divisor)
-        threads = torch.get_num_threads()
-        print(f"\nCPU latency of one answer at 1/{args.width_divisor} width (same depths and sequence lengths), "
-              f"median of {args.repeats}, {threads} thread(s):")
-        latency = {}
-        for name in SYSTEMS:
-            latency[name] = time_answer(name, small[name], lengths, args.repeats)
-            print(f"  {name:10s} {latency[name][0]:7.2f} s, {latency[name][1]:7.2f} s without SAM")
-        result["cpu_latency_s"] = {n: {"with_sam": t, "without_sam": s} for n, (t, s) in latency.items()}
-        for base in SYSTEMS[1:]:
-            for label, i in (("with SAM", 0), ("without SAM", 1)):
-                faster = 100 * (latency[base][i] / latency["Calico"][i] - 1)
-                saved = 100 * (1 - latency["Calico"][i] / latency[base][i])
-                print(f"CPU: Calico vs {base} {label}: {faster:+.1f}% speed (t_base/t_calico - 1), "
-                      f"{saved:.1f}% less time  (paper: +{PAPER_SPEEDUP}% speedup, GPU)")
-                result.setdefault("cpu_speedup_vs", {}).setdefault(base, {})[label] = {
-                    "speed_change": faster, "time_saved": saved}
-        result["cpu_width_divisor"] = args.width_divisor
-    print(json.dumps(result))
-    return 0
+
+def latency_table(lengths: dict, width_divisor: int, repeats: int) -> dict:
+    result = {}
+    small = configs(width_divisor)
+    threads = torch.get_num_threads()
+    print(f"\nCPU latency of one answer at 1/{width_divisor} width (same depths and sequence lengths), "
+          f"median of {repeats}, {threads} thread(s):")
+    latency = {}
+    for name in SYSTEMS:
+        latency[name] = time_answer(name, small[name], lengths, repeats)
+        print(f"  {name:10s} {latency[name][0]:7.2f} s, {latency[name][1]:7.2f} s without SAM")
+    result["cpu_latency_s"] = {n: {"with_sam": t, "without_sam": s} for n, (t, s) in latency.items()}
+    for base in SYSTEMS[1:]:
+        for label, i in (("with SAM", 0), ("without SAM", 1)):
+            faster = 100 * (latency[base][i] / latency["Calico"][i] - 1)
+            saved = 100 * (1 - latency["Calico"][i] / latency[base][i])
+            print(f"CPU: Calico vs {base} {label}: {faster:+.1f}% speed (t_base/t_calico - 1), "
+                  f"{saved:.1f}% less time  (paper: +{PAPER_SPEEDUP}% speedup, GPU)")
+            result.setdefault("cpu_speedup_vs", {}).setdefault(base, {})[label] = {
+                "speed_change": faster, "time_saved": saved}
+    result["cpu_width_divisor"] = width_divisor
+    return result
 
 
 if __name__ == "__main__":
