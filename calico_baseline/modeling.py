@@ -51,6 +51,11 @@ def _cache_kwarg() -> str:
 CACHE_KWARG = _cache_kwarg()
 
 
+def _grad_if_trained(module: nn.Module):
+    """No autograd graph through a frozen encoder (the paper's setting); calico-tiny trains its random encoders."""
+    return torch.set_grad_enabled(torch.is_grad_enabled() and any(p.requires_grad for p in module.parameters()))
+
+
 class CalicoForCausalLM(PreTrainedModel):
     config_class = CalicoConfig
     base_model_prefix = "calico"
@@ -189,10 +194,12 @@ class CalicoForCausalLM(PreTrainedModel):
     # ---------------------------------------------------------------- pieces of the forward
     def encode_images(self, clip_pixels, dino_pixels=None, image_sample=None):
         """→ (visual tokens N×Q×d_llm, CAM features N×L×d_v or None)."""
-        with torch.no_grad():  # frozen encoders
+        with _grad_if_trained(self.visual.vision_model):
             clip = self.visual.encode(clip_pixels)  # N×L×d_v
-            dino = self.dino(pixel_values=dino_pixels.to(self.dino.dtype)).last_hidden_state \
-                if self.config.cem_enabled else None  # N×L_d×d_d
+        dino = None
+        if self.config.cem_enabled:
+            with _grad_if_trained(self.dino):
+                dino = self.dino(pixel_values=dino_pixels.to(self.dino.dtype)).last_hidden_state  # N×L_d×d_d
         tokens = self.visual.tokens(clip)
         if not self.config.active_cam_layers:
             return tokens, None
@@ -231,9 +238,9 @@ class CalicoForCausalLM(PreTrainedModel):
         return self.text_hidden_fcs[0](hidden.to(self.text_hidden_fcs[0][0].weight.dtype))
 
     def sam_embeddings(self, sam_pixels: torch.Tensor) -> torch.Tensor:
-        """N×3×S×S → N×C×g×g, frozen, one image at a time (as GLaMM)."""
+        """N×3×S×S → N×C×g×g, one image at a time (as GLaMM); frozen unless configured to train (calico-tiny)."""
         encoder = self.grounding_encoder.image_encoder
-        with torch.no_grad():
+        with _grad_if_trained(encoder):
             return torch.cat([encoder(p[None].to(encoder.patch_embed.proj.weight.dtype)) for p in sam_pixels])
 
     def masks_for(self, seg_states: list[torch.Tensor], seg_images: list[list[int]], image_sample: torch.Tensor,

@@ -23,11 +23,13 @@ import numpy as np
 DEFAULTS = {
     "model": {"preset": None, "overrides": {}, "tokenizer": None, "base_checkpoints": {},
               "dtype": None, "trainable_dtype": "fp32"},
-    "data": {"path": None, "split": "train", "image_roots": {}, "limit": None, "max_length": 1024},
+    "data": {"path": None, "split": "train", "image_roots": {}, "limit": None, "max_length": 1024,
+             "val_split": "val", "val_samples": 64},
     "train": {"output_dir": "runs/calico", "lr": 4e-4, "betas": [0.9, 0.95], "weight_decay": 0.0,
               "warmup_steps": 100, "max_steps": 5000, "batch_size": 2, "grad_accum": 10, "max_grad_norm": 1.0,
               "mixed_precision": "no", "gradient_checkpointing": False, "save_every": 500, "log_every": 10,
-              "seed": 0, "num_workers": 0, "tensorboard": True, "cpu": False, "progress": True},
+              "seed": 0, "num_workers": 0, "tensorboard": True, "cpu": False, "progress": True,
+              "val_every": 0, "threads": None},
 }
 
 
@@ -142,7 +144,9 @@ def train(config: dict, resume: bool = False, build_model=None) -> Path:
     from tqdm import tqdm
 
     from calico_baseline.checkpoints import save_trained, trained_state_dict
+    from calico_baseline.curves import MetricsLog
     from calico_baseline.data import CalicoDataset, CalicoProcessor, image_roots_for, read_rows
+    from calico_baseline.validation import validator_for
 
     t, d = config["train"], config["data"]
     out = Path(t["output_dir"])
@@ -157,6 +161,8 @@ def train(config: dict, resume: bool = False, build_model=None) -> Path:
                               cpu=t["cpu"], log_with=log_with, project_dir=str(out),
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     set_seed(t["seed"])
+    if t.get("threads"):
+        torch.set_num_threads(int(t["threads"]))
     rows = read_rows(d["path"], d["split"], d["limit"])
     model, tokenizer = (build_model or build_model_and_tokenizer)(config, rows)
     accelerator.print(model.trainable_summary())
@@ -186,6 +192,21 @@ def train(config: dict, resume: bool = False, build_model=None) -> Path:
         accelerator.print(f"resumed from {ckpt} at step {step}")
     if log_with:
         accelerator.init_trackers("calico", config={k: str(v) for k, v in t.items()})
+    validator = validator_for(config, processor, accelerator.print) if t.get("val_every") else None
+    metrics = MetricsLog(out, resume_step=step if step else None) if accelerator.is_main_process else None
+
+    def record(phase: str, values: dict) -> None:
+        head = f"step {step}:" if phase == "train" else f"step {step} {phase}:"
+        accelerator.print(head + " " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
+        accelerator.log({f"{phase}/{k}": v for k, v in values.items()}, step=step)
+        if metrics is not None:
+            metrics.write(phase, step, values)
+
+    def validate() -> None:
+        record("val", validator(model, accelerator.device))
+
+    if validator is not None and step == 0:
+        validate()  # the untrained model: where the curve starts
     model.train()
     bar = tqdm(total=t["max_steps"], initial=step, desc="calico-train",
                disable=not (t["progress"] and accelerator.is_main_process))
@@ -214,9 +235,11 @@ def train(config: dict, resume: bool = False, build_model=None) -> Path:
             if step % t["log_every"] == 0 or step == t["max_steps"]:
                 logs = {k: v / totals["n"] for k, v in totals.items() if k != "n"}
                 logs.update(lr=scheduler.get_last_lr()[0], samples_per_s=samples / (time.time() - started))
-                accelerator.print(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in logs.items()))
-                accelerator.log(logs, step=step)
+                record("train", logs)
                 totals, samples, started = {}, 0, time.time()
+            if validator is not None and (step % t["val_every"] == 0 or step == t["max_steps"]):
+                validate()
+                started = time.time()  # samples_per_s measures training only
             if step % t["save_every"] == 0 or step == t["max_steps"]:
                 progress.update(step=step, epoch=epoch, batches_in_epoch=index + 1,
                                 generator_state=epoch_generator_state)
@@ -308,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output_dir")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one config value, e.g. --set train.max_steps=10")
+    parser.add_argument("--plot", metavar="RUN", help="draw RUN/metrics.jsonl (a training run's output_dir) to a PNG "
+                        "and exit: train and val losses, val mask IoU, val label and token accuracy")
+    parser.add_argument("--plot-out", metavar="PNG", help="where --plot writes (default RUN/curves.png)")
     return parser
 
 
@@ -320,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from mixedparts.errors import MixedPartsError
 
+    if args.plot:
+        return _plot(args.plot, args.plot_out)
     if args.config and not Path(args.config).is_file():
         raise MixedPartsError(f"{args.config}: config file not found")
     try:
@@ -330,6 +358,21 @@ def _run(args: argparse.Namespace) -> int:
         raise MixedPartsError("data.path is not set (the built MixedParts dataset folder)")
     final = train(config, resume=args.resume)
     print(f"saved the trained model to {final}")
+    return 0
+
+
+def _plot(run: str, out: str | None) -> int:
+    from calico_baseline.curves import METRICS_FILE, plot_run
+    from mixedparts.errors import MixedPartsError
+
+    path = Path(run)
+    if not (path / METRICS_FILE).is_file() and not (path.is_file() and path.suffix == ".jsonl"):
+        raise MixedPartsError(f"{run}: no {METRICS_FILE} (pass the output_dir of a calico-train run)")
+    try:
+        picture = plot_run(path, out, title=path.resolve().name)
+    except ValueError as error:
+        raise MixedPartsError(str(error)) from None
+    print(f"wrote {picture}")
     return 0
 
 

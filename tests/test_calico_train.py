@@ -66,7 +66,7 @@ def train_args(dataset, out, *extra):
             "--set", f"data.path={dataset}", "--set", f"train.output_dir={out}", "--set", "data.limit=16",
             "--set", "train.max_steps=4", "--set", "train.save_every=2", "--set", "train.log_every=2",
             "--set", "train.warmup_steps=2", "--set", "train.progress=false", "--set", "train.tensorboard=false",
-            *extra]
+            "--set", "data.val_samples=4", "--set", "train.val_every=2", *extra]
 
 
 def test_train_predict_and_exact_resume(dataset, tmp_path):
@@ -83,6 +83,10 @@ def test_train_predict_and_exact_resume(dataset, tmp_path):
     resumed = load_file(str(final / TRAINED_FILE))
     assert set(resumed) == set(reference)
     assert all(torch.equal(resumed[k], reference[k]) for k in reference)
+    # metrics.jsonl: the resumed run replaced the interrupted run's lines past step 2, once each
+    from calico_baseline.curves import read_metrics
+    records = [(r["step"], r["phase"]) for r in read_metrics(tmp_path / "run")]
+    assert records == [(0, "val"), (2, "train"), (2, "val"), (4, "train"), (4, "val")]
     # a checkpoint is save_pretrained's export + accelerator.save_state (model file: trained weights only)
     state = tmp_path / "run" / "checkpoints" / "step-2" / "accelerate_state"
     assert {"optimizer.bin", "model.safetensors", "custom_checkpoint_0.pkl", "custom_checkpoint_1.pkl"} \
@@ -208,9 +212,10 @@ def fresh_accelerator_state():
 def test_train_with_bf16_and_gradient_checkpointing(dataset, tmp_path, fresh_accelerator_state):
     from calico_baseline import train
 
+    # frozen bases as in calico-7b (configs/calico-tiny.yaml trains everything, which leaves nothing to store in bf16)
     assert train.main(train_args(dataset, tmp_path / "run", "--set", "train.max_steps=1", "--set", "data.limit=4",
                                  "--set", "train.mixed_precision=bf16", "--set", "train.gradient_checkpointing=true",
-                                 "--set", "model.dtype=bf16")) == 0
+                                 "--set", "model.dtype=bf16", "--set", "model.overrides={lora_r: 8, lora_alpha: 16}")) == 0
     trained = load_file(str(tmp_path / "run" / "final" / TRAINED_FILE))
     assert trained and all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in trained.values())
     frozen = load_file(str(tmp_path / "run" / "final" / "calico_base.safetensors"))  # calico-tiny has no base files
