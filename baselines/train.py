@@ -69,7 +69,7 @@ def build_model_and_tokenizer(config: dict, rows: list[dict]):
     from baselines.multi_image_llava import MultiImageLlavaForCausalLM, baseline_config, build_official
     from calico_baseline.checkpoints import report_line
     from calico_baseline.config import calico_tiny
-    from calico_baseline.train import DTYPES
+    from calico_baseline.train import torch_dtype
     from calico_baseline.tokenization import (add_grounding_tokens, build_tiny_tokenizer, check_tokenizer,
                                               config_overrides)
 
@@ -99,8 +99,8 @@ def build_model_and_tokenizer(config: dict, rows: list[dict]):
         for key, value in tok.items():
             overrides.setdefault(key, value)
     dtype_name = m.get("dtype") or ("bf16" if size == "full" else None)
-    dtype = DTYPES[dtype_name] if dtype_name else None
-    trainable_dtype = DTYPES[m.get("trainable_dtype") or "fp32"]
+    dtype = torch_dtype(dtype_name) if dtype_name else None
+    trainable_dtype = torch_dtype(m.get("trainable_dtype") or "fp32")
     if m.get("checkpoint"):  # full size: the files give every size, the tokenizer the vocabulary and its ids
         model, report = build_official(system, m["checkpoint"], m.get("clip"), tokenizer, dtype=dtype,
                                        trainable_dtype=trainable_dtype, **overrides)

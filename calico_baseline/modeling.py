@@ -194,7 +194,9 @@ class CalicoForCausalLM(PreTrainedModel):
     # ---------------------------------------------------------------- pieces of the forward
     def encode_images(self, clip_pixels, dino_pixels=None, image_sample=None):
         """→ (visual tokens N×Q×d_llm, CAM features N×L×d_v or None)."""
-        with _grad_if_trained(self.visual.vision_model):
+        # The image encoder itself: EVA-CLIP's vision_model, or a LLaVA-style baseline's CLIP vision_tower.
+        encoder = getattr(self.visual, "vision_model", None) or getattr(self.visual, "vision_tower", self.visual)
+        with _grad_if_trained(encoder):
             clip = self.visual.encode(clip_pixels)  # N×L×d_v
         dino = None
         if self.config.cem_enabled:

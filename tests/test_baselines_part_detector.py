@@ -1,4 +1,4 @@
-"""Multi-Image VLPart / PartGLEE recipe (model.md §4.2) driven by a detector stand-in with known instances."""
+"""Multi-Image VLPart / PartGLEE recipe (docs/baselines.md) driven by a detector stand-in with known instances."""
 
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ def console_scripts() -> dict:
 
 def test_every_console_script_is_probed():
     assert set(console_scripts()) >= set(PARSERS)
-    assert len(console_scripts()) == 6, "a new console script: check its parser here too"
+    assert len(console_scripts()) == 7, "a new console script: check its parser here too"
 
 
 @pytest.mark.parametrize("script", sorted(console_scripts()))

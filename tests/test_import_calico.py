@@ -1,4 +1,4 @@
-"""``import-calico`` on synthetic bundle files written in the authors' schema (sources.md §6.2–6.3)."""
+"""``import-calico`` on synthetic bundle files written in the authors' schema (docs/sources.md)."""
 
 from __future__ import annotations
 
