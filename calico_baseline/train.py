@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mixedparts.cli import run_guarded
+    from mixedparts.errors import run_guarded
 
     return run_guarded(_run, build_parser().parse_args(argv))
 

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from mixedparts.argtypes import non_negative_int, positive_float, positive_int
-from mixedparts.cli import run_guarded
+from mixedparts.errors import run_guarded
 from mixedparts.errors import MixedPartsError
 
 DESCRIPTION = """\

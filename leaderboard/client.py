@@ -7,10 +7,11 @@ import time
 import uuid
 from pathlib import Path
 
+from leaderboard.status import FINAL
 from mixedparts.errors import MixedPartsError
+from mixedparts.schema import MEAN, METRICS, TASKS
 
 TOKEN_ENV = "MIXEDPARTS_LEADERBOARD_TOKEN"
-FINAL = ("scored", "rejected")
 
 
 class ClientError(MixedPartsError):
@@ -146,10 +147,10 @@ class Progress:
 
 def format_scores(submission: dict) -> str:
     """The scored row: per-task scores and the macro mean, as mixedparts-eval prints them."""
-    metrics = ("AP50", "mIoU", "Recall", "SS", "S-IoU")
+    metrics = METRICS
     scores = submission.get("scores") or {}
     lines = [f"{'task':15s} {'samples':>7s} " + " ".join(f"{m:>6s}" for m in metrics)]
-    for task in ("common_object", "common_parts", "unique_parts", "mean"):
+    for task in (*TASKS, MEAN):
         if task not in scores:
             continue
         row = scores[task]

@@ -13,8 +13,7 @@ from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer
                         UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-QUEUED, SCORING, SCORED, REJECTED = "queued", "scoring", "scored", "rejected"
-STATUSES = (QUEUED, SCORING, SCORED, REJECTED)
+from leaderboard.status import QUEUED, REJECTED, SCORED, SCORING, STATUSES  # noqa: F401  (the models' vocabulary)
 MODEL_NAME_MAX = 100
 URL_MAX = 500
 TEAM_NAME_MAX = 100

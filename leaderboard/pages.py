@@ -12,6 +12,7 @@ from html import escape
 from urllib.parse import urlencode
 
 from leaderboard.table import METRICS, TASK_TITLES, TASK_VIEWS, default_variant
+from mixedparts.schema import MEAN, TASKS
 
 CSS = """\
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 72rem;
@@ -350,7 +351,7 @@ def report_section(report: dict | None) -> str:
 def submission_page(submission: dict, site_title: str) -> str:
     scores = submission.get("scores") or {}
     rows = []
-    for task in ("common_object", "common_parts", "unique_parts", "mean"):
+    for task in (*TASKS, MEAN):
         if task not in scores:
             continue
         cells = "".join(f'<td class="num">{_num(scores[task].get(m))}</td>' for m in METRICS)

@@ -7,15 +7,16 @@ is not public, so their metric variant is unknown. Only Calico has published per
 
 from __future__ import annotations
 
+from mixedparts.schema import METRICS
+
 PAPER_NOTE = "reported in the paper, not re-scored"
 PAPER_URL = "https://arxiv.org/abs/2412.19331"
 PAPER_SOURCE = "Calico paper"
 
-_METRICS = ("AP50", "mIoU", "Recall", "SS", "S-IoU")
 
 
 def _row(*values: float) -> dict:
-    return dict(zip(_METRICS, values))
+    return dict(zip(METRICS, values))
 
 
 PAPER_ROWS = [

@@ -30,7 +30,7 @@ import time
 import traceback
 from pathlib import Path
 
-SCORED, REJECTED = "scored", "rejected"
+from leaderboard.status import REJECTED, SCORED
 
 
 class ScorerError(Exception):

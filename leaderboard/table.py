@@ -22,9 +22,9 @@ import json
 import math
 
 from leaderboard.paper import PAPER_NOTE, paper_rows
+from mixedparts.schema import MEAN, METRICS, TASKS
 
-METRICS = ("AP50", "mIoU", "Recall", "SS", "S-IoU")
-TASK_VIEWS = ("mean", "common_object", "common_parts", "unique_parts")
+TASK_VIEWS = (MEAN, *TASKS)
 TASK_TITLES = {"mean": "mean of the three tasks", "common_object": "common object",
                "common_parts": "common parts", "unique_parts": "unique parts"}
 SORT_KEYS = (*METRICS, "model", "team", "date")

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 from mixedparts import __version__
-from mixedparts.errors import MixedPartsError
+from mixedparts.errors import run_guarded
 
 # subcommand -> module; the order is the order of ``mixedparts --help``
 COMMANDS = {
@@ -57,22 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
         module.configure(sub)
         sub.set_defaults(_run=module.run)
     return parser
-
-
-def run_guarded(function, args) -> int:
-    """Run a command; input problems become one line on stderr and exit code 2."""
-    try:
-        return int(function(args) or 0)
-    except MixedPartsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # e.g. `mixedparts inspect --json | head`: the reader left, nothing is wrong here
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # so that the final flush at exit does not raise again
-        return 1
-    except KeyboardInterrupt as interrupt:  # a command may say how to go on, e.g. that a rerun resumes
-        print(f"interrupted{f': {interrupt}' if str(interrupt) else ''}", file=sys.stderr)
-        return 130
 
 
 def main(argv: list[str] | None = None) -> int:

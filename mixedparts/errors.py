@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 
@@ -18,3 +20,23 @@ class SourceError(MixedPartsError):
         self.message = message
         where = f"{self.path}: {record}" if record else self.path
         super().__init__(f"{where}: {message}")
+
+
+def run_guarded(function, args) -> int:
+    """Run a command; input problems become one line on stderr and exit code 2.
+
+    Here, beside the error model, so that every command line (mixedparts, mixedparts-eval, the model's,
+    the baselines', the leaderboard's) imports it without importing another command line.
+    """
+    try:
+        return int(function(args) or 0)
+    except MixedPartsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. `mixedparts inspect --json | head`: the reader left, nothing is wrong here
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the final flush at exit does not raise again
+        return 1
+    except KeyboardInterrupt as interrupt:  # a command may say how to go on, e.g. that a rerun resumes
+        print(f"interrupted{f': {interrupt}' if str(interrupt) else ''}", file=sys.stderr)
+        return 130

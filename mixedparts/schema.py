@@ -10,6 +10,10 @@ from __future__ import annotations
 SOURCES = ("paco_lvis", "partimagenet", "ade20k_part234", "synthetic")
 SPLITS = ("train", "val", "test")
 TASKS = ("common_object", "common_parts", "unique_parts")
+MEAN = "mean"
+"""The headline row: the unweighted mean of the task scores."""
+METRICS = ("AP50", "mIoU", "Recall", "SS", "S-IoU")
+"""The five scores every evaluation result, report and table names, in this order."""
 SEGMENT_KINDS = ("object", "common_part", "unique_part")
 
 PREDICTIONS_FORMAT = "mixedparts-predictions/1"

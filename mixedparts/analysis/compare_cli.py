@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from mixedparts.argtypes import fraction, non_negative_int
-from mixedparts.cli import run_guarded
+from mixedparts.errors import run_guarded
 from mixedparts.errors import MixedPartsError
 
 DESCRIPTION = """\

@@ -8,10 +8,7 @@ from __future__ import annotations
 import math
 from html import escape
 
-from mixedparts.schema import TASKS
-
-METRICS = ("AP50", "mIoU", "Recall", "SS", "S-IoU")
-MEAN = "mean"
+from mixedparts.schema import MEAN, METRICS, TASKS
 SECTIONS = ("headline", "tasks", "breakdowns", "errors", "confusions", "histograms", "gallery")
 ERROR_TITLES = {"missed": "missed GT segment", "label_wrong": "mask right / label wrong",
                 "mask_wrong": "label right / mask wrong", "both_wrong": "mask and label wrong",

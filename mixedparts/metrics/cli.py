@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mixedparts.argtypes import fraction, non_negative_int
 from mixedparts.atomic import write_json
-from mixedparts.cli import run_guarded
+from mixedparts.errors import run_guarded
 from mixedparts.errors import MixedPartsError
 
 DESCRIPTION = """\

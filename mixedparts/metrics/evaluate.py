@@ -27,10 +27,7 @@ from mixedparts.metrics.resampling import TaskResampler
 from mixedparts.metrics.semantic import LabelTable, pair_scores
 from mixedparts.metrics.units import Pairs, build_units, score_units
 from mixedparts.predictions import Predictions, PredictionsError, check_against_ground_truth, predictions_from_list
-from mixedparts.schema import TASKS
-
-METRICS = ("AP50", "mIoU", "Recall", "SS", "S-IoU")
-MEAN = "mean"
+from mixedparts.schema import MEAN, METRICS, TASKS
 BREAKDOWNS = ("source", "category")
 
 

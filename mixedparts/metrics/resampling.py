@@ -15,8 +15,8 @@ import math
 import numpy as np
 
 from mixedparts.metrics import ap50
+from mixedparts.schema import METRICS
 
-METRICS = ("AP50", "mIoU", "Recall", "SS", "S-IoU")
 RATIO_METRICS = ("mIoU", "Recall", "SS", "S-IoU")
 
 
