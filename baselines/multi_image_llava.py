@@ -175,39 +175,11 @@ def load_official(model, checkpoint, clip=None, strict: bool = True, dtype: torc
     ``resized``: embedding / LM-head rows grown for tokens added to the tokenizer. On a model built on the
     ``meta`` device the tensors are assigned in ``dtype`` (no full-precision copy); LoRA is then materialised.
     """
-    from calico_baseline.checkpoints import (checkpoint_files, grow_vocabulary, materialize_fresh, read_state_dict,
-                                             split_ignored)
+    from calico_baseline.checkpoints import load_mapped_shards
 
-    own = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
-    params = {k for k, _ in model.named_parameters()}
-    assign = any(p.is_meta for p in model.parameters())
-    loaded, unexpected, unused, ignored, resized = set(), [], [], [], []
-    for mapper, path in ((map_clip, clip), (map_official, checkpoint)):
-        if path is None:
-            continue
-        for file in checkpoint_files(path):
-            state, dropped = split_ignored(read_state_dict(file))
-            ignored += dropped
-            mapped, skipped = mapper(model, state)
-            del state
-            unused += skipped
-            shard = {}
-            for key in list(mapped):
-                value = mapped.pop(key)
-                if key not in own:
-                    unexpected.append(key)
-                    continue
-                if tuple(value.shape) != own[key][0]:
-                    value = grow_vocabulary(key, value, own[key][0], str(path))
-                    resized.append(key)
-                if assign and value.is_floating_point():
-                    value = value.to(dtype if dtype is not None and key in params else own[key][1])
-                shard[key] = value
-            model.load_state_dict(shard, strict=False, assign=assign)
-            loaded.update(shard)
-            del shard
-    if assign:
-        materialize_fresh(model, dtype or torch.get_default_dtype())
+    sources = [(mapper, path, str(path)) for mapper, path in ((map_clip, clip), (map_official, checkpoint))
+               if path is not None]
+    own, loaded, unexpected, unused, ignored, resized = load_mapped_shards(model, sources, dtype)
     missing = [k for k in own if k not in loaded and "lora_" not in k]
     if strict and (missing or unexpected):
         raise ValueError(f"checkpoint keys do not match: missing {missing[:10]} ({len(missing)}), "

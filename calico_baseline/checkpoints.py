@@ -187,6 +187,47 @@ def map_dino(model, state: dict) -> tuple[dict, list[str]]:
 MAPS = {"glamm": map_glamm, "blip2": map_blip2, "dino": map_dino}
 
 
+def load_mapped_shards(model, sources, dtype: torch.dtype | None = None):
+    """Load ``sources`` — ``(mapper, path, label)``, ``mapper(model, state) -> (mapped, unused keys)`` — one
+    checkpoint file (shard) at a time into ``model``; the one loop behind Calico's and the LISA/GLaMM loaders.
+
+    Returns ``(own, loaded, unexpected, unused, ignored, resized)``: the model's own ``{key: (shape, dtype)}``,
+    the keys loaded, mapped keys the model lacks, checkpoint keys no mapper took, old-transformers buffers
+    skipped, and embedding / LM-head keys whose rows were grown for added tokens. On a model built on the
+    ``meta`` device each tensor is assigned in ``dtype`` (buffers keep theirs) and the fresh modules are then
+    materialised, so no full-precision copy of the model is ever made.
+    """
+    own = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
+    params = {k for k, _ in model.named_parameters()}
+    assign = _on_meta(model)
+    loaded, unexpected, unused, ignored, resized = set(), [], [], [], []
+    for mapper, path, label in sources:
+        for file in checkpoint_files(path):
+            state, dropped = split_ignored(read_state_dict(file))
+            ignored += dropped
+            mapped, skipped = mapper(model, state)
+            del state
+            unused += skipped
+            shard = {}
+            for key in list(mapped):
+                value = mapped.pop(key)
+                if key not in own:
+                    unexpected.append(key)
+                    continue
+                if own[key][0] != tuple(value.shape):
+                    value = grow_vocabulary(key, value, own[key][0], label)
+                    resized.append(key)
+                if assign and value.is_floating_point():  # buffers (SAM's positional matrix) keep their dtype
+                    value = value.to(dtype if dtype is not None and key in params else own[key][1])
+                shard[key] = value
+            model.load_state_dict(shard, strict=False, assign=assign)
+            loaded.update(shard)
+            del shard
+    if assign:
+        materialize_fresh(model, dtype or torch.get_default_dtype())
+    return own, loaded, unexpected, unused, ignored, resized
+
+
 def load_base_checkpoints(model, glamm=None, blip2=None, dino=None, strict: bool = True,
                           dtype: torch.dtype | None = None) -> dict:
     """Load the frozen (and pretrained trainable) weights; returns ``{missing, unexpected, unused}``.
@@ -197,35 +238,9 @@ def load_base_checkpoints(model, glamm=None, blip2=None, dino=None, strict: bool
     :func:`build_low_memory`) the checkpoint tensors are assigned in place of the empty parameters, cast to
     ``dtype`` (each tensor on its own), so no full-precision copy of the model is ever made.
     """
-    own = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
-    params = {k for k, _ in model.named_parameters()}
-    assign = _on_meta(model)
-    loaded, unexpected, unused, ignored, resized = set(), [], [], [], []
-    for kind, path in (("glamm", glamm), ("blip2", blip2), ("dino", dino)):
-        if path is None:
-            continue
-        for file in checkpoint_files(path):
-            state, dropped = split_ignored(read_state_dict(file))
-            ignored += dropped
-            mapped, skipped = MAPS[kind](model, state)
-            unused += skipped
-            shard = {}
-            for key in list(mapped):
-                value = mapped.pop(key)
-                if key not in own:
-                    unexpected.append(key)
-                    continue
-                if own[key][0] != tuple(value.shape):
-                    value = grow_vocabulary(key, value, own[key][0], f"{kind} checkpoint {path}")
-                    resized.append(key)
-                if assign and value.is_floating_point():  # buffers (SAM's positional matrix) keep their dtype
-                    value = value.to(dtype if dtype is not None and key in params else own[key][1])
-                shard[key] = value
-            model.load_state_dict(shard, strict=False, assign=assign)
-            loaded.update(shard)
-            del shard
-    if assign:
-        materialize_fresh(model, dtype or torch.get_default_dtype())
+    sources = [(MAPS[kind], path, f"{kind} checkpoint {path}")
+               for kind, path in (("glamm", glamm), ("blip2", blip2), ("dino", dino)) if path is not None]
+    own, loaded, unexpected, unused, ignored, resized = load_mapped_shards(model, sources, dtype)
     fresh = ("lora_", "cem.", "cams.", "visual.mm_projector.")
     missing = [k for k in own if k not in loaded and not any(f in k for f in fresh)
                and not k.startswith("dino." if dino is None else "\0")
