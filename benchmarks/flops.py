@@ -17,8 +17,13 @@ Text lengths come from ``--data DIR --split test``: the mean question and answer
 ``--tokenizer PATH`` (a local GLaMM / Vicuna tokenizer folder) or, without one, estimated from the words
 (see :func:`estimate_tokens`). Without ``--data`` the embedded tiny synthetic build is made in a temporary folder.
 
-``--latency`` also times the three on this CPU at 1/16 of every width with the same depths and the same sequence
-lengths (image sizes, token counts, answer length): prefill + generation + mask decoding, batch 1, fp32.
+``--latency`` also times the three on this CPU with every width divided by 16 and every depth by 4 (32 LLM layers
+→ 8, SAM ViT-H's 32 → 8, …) and the same sequence lengths (image sizes, visual-token counts, prompt and answer
+length): vision, prefill, greedy generation with the KV cache and mask decoding, batch 1, fp32. At full depth a
+cached decoding step and SAM's 1024-px encoder cost over half a minute each per answer on a shared 2-core machine,
+so the run did not finish; the reduced stacks keep what separates the systems (the visual-token count in the
+prefill and the KV cache, the extra DINOv2/CEM/CAM work of Calico) and finish in a few minutes. These are CPU
+ratios of scaled-down models, not the paper's GPU measurement.
 Run: ``python benchmarks/flops.py [--data DIR] [--latency]``; the last line is one JSON object.
 """
 
@@ -53,15 +58,29 @@ COMPONENTS = ("vision", "DINOv2+CEM", "Q-Former/projector", "CAM Q-Formers", "LL
 
 
 # ---------------------------------------------------------------- configurations
-def configs(width_divisor: int = 1) -> dict:
-    """The three systems at full size, or with every width divided by ``width_divisor`` (depths, image sizes,
-    patch sizes and token counts unchanged; head sizes kept where the width allows)."""
+def shallower(depth: int, depth_divisor: int) -> int:
+    return max(1, depth // depth_divisor)
+
+
+def layer_map(layers, depth: int, depth_divisor: int) -> list[int]:
+    """Layer indices of a ``depth``-layer stack moved to the shallower one: the layer that closes the same share of
+    the stack (CAM layers, SAM's global-attention layers; SAM's last layer stays the last)."""
+    new = shallower(depth, depth_divisor)
+    return sorted({max(0, (i + 1) * new // depth - 1) for i in layers})
+
+
+def configs(width_divisor: int = 1, depth_divisor: int = 1) -> dict:
+    """The three systems at full size, or with every width divided by ``width_divisor`` and every depth by
+    ``depth_divisor`` (image sizes, patch sizes and token counts unchanged; head sizes kept where the width allows;
+    CAM layers and SAM's global-attention layers at the same relative depth)."""
     calico, glamm, lisa = preset("calico-7b"), baseline_config("glamm"), baseline_config("lisa")
-    if width_divisor == 1:
+    if width_divisor == 1 and depth_divisor == 1:
         return {"Calico": calico, "MI-GLaMM": glamm, "MI-LISA": lisa}
 
     def narrow(section: dict, heads_key="num_attention_heads", width_key="hidden_size", ffn_key="intermediate_size"):
         out = dict(section)
+        if "num_hidden_layers" in section:
+            out["num_hidden_layers"] = shallower(section["num_hidden_layers"], depth_divisor)
         width = section[width_key] // width_divisor
         head = section[width_key] // section[heads_key]
         out[width_key] = width
@@ -80,7 +99,10 @@ def configs(width_divisor: int = 1) -> dict:
                prompt_embed_dim=sam["prompt_embed_dim"] // width_divisor,
                decoder_mlp_dim=sam["decoder_mlp_dim"] // width_divisor,
                decoder_num_heads=max(1, sam["decoder_num_heads"] // width_divisor),
-               iou_head_hidden_dim=sam["iou_head_hidden_dim"] // width_divisor)
+               iou_head_hidden_dim=sam["iou_head_hidden_dim"] // width_divisor,
+               encoder_depth=shallower(sam["encoder_depth"], depth_divisor),
+               encoder_global_attn_indexes=layer_map(sam["encoder_global_attn_indexes"], sam["encoder_depth"],
+                                                     depth_divisor))
     text = narrow(calico.text_config)
     vision = narrow({**calico.vision().to_dict(), **calico.vision_config})
     vision = {k: vision[k] for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -89,7 +111,9 @@ def configs(width_divisor: int = 1) -> dict:
     qformer = {k: qformer[k] for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")}
     dino = narrow(calico.dino_config)
     small_calico = preset("calico-7b", text_config=text, vision_config=vision, qformer_config=qformer,
-                          dino_config=dino, sam_config=sam, cem_num_heads=max(1, vision["num_attention_heads"]))
+                          dino_config=dino, sam_config=sam, cem_num_heads=max(1, vision["num_attention_heads"]),
+                          cam_layers=layer_map(calico.cam_layers, calico.text_config["num_hidden_layers"],
+                                               depth_divisor))
     out = {"Calico": small_calico}
     for name, system in (("MI-GLaMM", "glamm"), ("MI-LISA", "lisa")):
         full = baseline_config(system)
@@ -297,9 +321,10 @@ def main(argv=None) -> int:
                         "embedded tiny synthetic build, made in a temporary folder)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--tokenizer", help="local GLaMM / Vicuna tokenizer folder for exact text lengths")
-    parser.add_argument("--latency", action="store_true", help="also time the three on this CPU at 1/16 width")
+    parser.add_argument("--latency", action="store_true", help="also time the three on this CPU, scaled down")
     parser.add_argument("--width-divisor", type=int, default=16, help="width reduction of the --latency models")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per system (after one warm-up)")
+    parser.add_argument("--depth-divisor", type=int, default=4, help="depth reduction of the --latency models")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per system (after one warm-up)")
     parser.add_argument("--latency-only", action="store_true", help="with --latency: skip the FLOP count")
     args = parser.parse_args(argv)
 
@@ -313,7 +338,7 @@ def main(argv=None) -> int:
     if not args.latency_only:
         result.update(flops_table(lengths))
     if args.latency:
-        result.update(latency_table(lengths, args.width_divisor, args.repeats))
+        result.update(latency_table(lengths, args.width_divisor, args.depth_divisor, args.repeats))
     print(json.dumps(result))
     return 0
 
@@ -338,16 +363,19 @@ def flops_table(lengths: dict) -> dict:
     return result
 
 
-def latency_table(lengths: dict, width_divisor: int, repeats: int) -> dict:
+def latency_table(lengths: dict, width_divisor: int, depth_divisor: int, repeats: int) -> dict:
+    from tqdm import tqdm
+
     result = {}
-    small = configs(width_divisor)
+    small = configs(width_divisor, depth_divisor)
     threads = torch.get_num_threads()
-    print(f"\nCPU latency of one answer at 1/{width_divisor} width (same depths and sequence lengths), "
-          f"median of {repeats}, {threads} thread(s):")
+    print(f"\nCPU latency of one answer at 1/{width_divisor} width and 1/{depth_divisor} depth (same sequence "
+          f"lengths), median of {repeats}, {threads} thread(s):")
     latency = {}
-    for name in SYSTEMS:
+    started = time.process_time(), time.perf_counter()
+    for name in tqdm(SYSTEMS, desc="timing", leave=False):
         latency[name] = time_answer(name, small[name], lengths, repeats)
-        print(f"  {name:10s} {latency[name][0]:7.2f} s, {latency[name][1]:7.2f} s without SAM")
+        tqdm.write(f"  {name:10s} {latency[name][0]:7.2f} s, {latency[name][1]:7.2f} s without SAM")
     result["cpu_latency_s"] = {n: {"with_sam": t, "without_sam": s} for n, (t, s) in latency.items()}
     for base in SYSTEMS[1:]:
         for label, i in (("with SAM", 0), ("without SAM", 1)):
@@ -357,7 +385,9 @@ def latency_table(lengths: dict, width_divisor: int, repeats: int) -> dict:
                   f"{saved:.1f}% less time  (paper: +{PAPER_SPEEDUP}% speedup, GPU)")
             result.setdefault("cpu_speedup_vs", {}).setdefault(base, {})[label] = {
                 "speed_change": faster, "time_saved": saved}
-    result["cpu_width_divisor"] = width_divisor
+    result.update(cpu_width_divisor=width_divisor, cpu_depth_divisor=depth_divisor, cpu_threads=threads,
+                  cpu_timing_process_s=time.process_time() - started[0],
+                  cpu_timing_wall_s=time.perf_counter() - started[1])
     return result
 
 

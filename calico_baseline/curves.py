@@ -1,8 +1,9 @@
 """Training curves of a ``calico-train`` run: ``metrics.jsonl`` (written during training) → one PNG.
 
 Each line of ``RUN/metrics.jsonl`` is one JSON object with ``step`` and ``phase`` (``train``: loss terms
-averaged since the previous line; ``val``: the teacher-forced pass of :mod:`calico_baseline.validation`).
-``calico-train --plot RUN`` draws them: losses (train and val), val mask IoU, val label and token accuracy.
+averaged since the previous line; ``val``: the teacher-forced pass of :mod:`calico_baseline.validation`; ``train_subset``: the same pass on fixed
+training rows, when ``data.train_eval_samples`` asks for it). ``calico-train --plot RUN`` draws them: losses
+(train and val), mask IoU beside the all-pixels-on and oracle-box lines, label and token accuracy.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 from pathlib import Path
 
 METRICS_FILE = "metrics.jsonl"
+TRAIN_SUBSET = "train_subset"  # the phase of the same pass on fixed training rows (data.train_eval_samples)
 
 
 class MetricsLog:
@@ -77,19 +79,28 @@ def plot_run(run: str | Path, out: str | Path | None = None, title: str | None =
             losses.plot(steps, values, style, color="tab:orange", marker="o", markersize=3, label=f"val {key}")
     losses.set_yscale("log")
     losses.set_title("loss terms")
-    steps, values = series(records, "val", "mask_iou")
-    masks.plot(steps, values, "o-", color="tab:green", markersize=3)
-    masks.set_ylim(0, 1)
-    masks.set_title("val mask IoU (teacher-forced)")
-    for key, color in (("label_accuracy", "tab:red"), ("token_accuracy", "tab:purple")):
+    for phase, style in (("val", "o-"), (TRAIN_SUBSET, "s--")):
+        steps, values = series(records, phase, "mask_iou")
+        if steps:
+            masks.plot(steps, values, style, color="tab:green", markersize=3, label=f"{phase} mask IoU")
+    # the trivial predictor's line: IoU above it is localisation, below it a decoder that is not there yet
+    for key, style, name in (("all_on_iou", "--", "all pixels on"), ("box_iou", ":", "oracle box")):
         steps, values = series(records, "val", key)
-        text.plot(steps, values, "o-", color=color, markersize=3, label=key.replace("_", " "))
+        if steps:
+            masks.plot(steps, values, style, color="grey", label=f"val {name}")
+    masks.set_ylim(0, 1)
+    masks.set_title("mask IoU (teacher-forced)")
+    for key, color in (("label_accuracy", "tab:red"), ("token_accuracy", "tab:purple")):
+        for phase, style in (("val", "o-"), (TRAIN_SUBSET, "s--")):
+            steps, values = series(records, phase, key)
+            if steps:
+                text.plot(steps, values, style, color=color, markersize=3, label=f"{phase} {key.replace('_', ' ')}")
     text.set_ylim(0, 1)
-    text.set_title("val text (teacher-forced)")
+    text.set_title("text (teacher-forced)")
     for axis in axes:
         axis.set_xlabel("optimizer step")
         axis.grid(alpha=0.3)
-    for axis, size in ((losses, 6), (text, 7)):
+    for axis, size in ((losses, 6), (masks, 7), (text, 7)):
         if axis.get_legend_handles_labels()[0]:
             axis.legend(fontsize=size, ncol=2 if axis is losses else 1)
     if title:

@@ -24,12 +24,12 @@ DEFAULTS = {
     "model": {"preset": None, "overrides": {}, "tokenizer": None, "base_checkpoints": {},
               "dtype": None, "trainable_dtype": "fp32"},
     "data": {"path": None, "split": "train", "image_roots": {}, "limit": None, "max_length": 1024,
-             "val_split": "val", "val_samples": 64},
+             "val_split": "val", "val_samples": 64, "train_eval_samples": 0},
     "train": {"output_dir": "runs/calico", "lr": 4e-4, "betas": [0.9, 0.95], "weight_decay": 0.0,
               "warmup_steps": 100, "max_steps": 5000, "batch_size": 2, "grad_accum": 10, "max_grad_norm": 1.0,
               "mixed_precision": "no", "gradient_checkpointing": False, "save_every": 500, "log_every": 10,
               "seed": 0, "num_workers": 0, "tensorboard": True, "cpu": False, "progress": True,
-              "val_every": 0, "threads": None},
+              "val_every": 0, "threads": None, "lr_scale": {}},
 }
 
 
@@ -62,6 +62,25 @@ def lr_lambda(warmup: int, total: int):
             return (step + 1) / max(1, warmup)
         return max(0.0, (total - step) / max(1, total - warmup))
     return factor
+
+
+def parameter_groups(model, lr: float, lr_scale: dict[str, float] | None) -> list[dict]:
+    """AdamW groups of the trainable parameters: those under a module named in ``lr_scale`` (``{module path:
+    factor}``, the longest matching path wins) train at ``lr × factor``, the rest at ``lr``. The default group
+    comes first. An unknown or untrained module path is a config error."""
+    from mixedparts.errors import MixedPartsError
+
+    scales = {str(k): float(v) for k, v in (lr_scale or {}).items()}
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    for prefix in scales:
+        if not any(name == prefix or name.startswith(prefix + ".") for name, _ in named):
+            raise MixedPartsError(f"train.lr_scale: {prefix!r} names no trained parameters of the model")
+    by_length = sorted(scales, key=len, reverse=True)
+    grouped: dict[float, list] = {1.0: []}
+    for name, param in named:
+        prefix = next((k for k in by_length if name == k or name.startswith(k + ".")), None)
+        grouped.setdefault(scales[prefix] if prefix else 1.0, []).append(param)
+    return [{"params": params, "lr": lr * factor, "lr_scale": factor} for factor, params in grouped.items() if params]
 
 
 def build_model_and_tokenizer(config: dict, rows: list[dict]):
@@ -144,9 +163,9 @@ def train(config: dict, resume: bool = False, build_model=None) -> Path:
     from tqdm import tqdm
 
     from calico_baseline.checkpoints import save_trained, trained_state_dict
-    from calico_baseline.curves import MetricsLog
+    from calico_baseline.curves import TRAIN_SUBSET, MetricsLog
     from calico_baseline.data import CalicoDataset, CalicoProcessor, image_roots_for, read_rows
-    from calico_baseline.validation import validator_for
+    from calico_baseline.validation import train_subset_validator_for, validator_for
 
     t, d = config["train"], config["data"]
     out = Path(t["output_dir"])
@@ -174,7 +193,8 @@ def train(config: dict, resume: bool = False, build_model=None) -> Path:
     loader = torch.utils.data.DataLoader(dataset, batch_size=t["batch_size"], shuffle=True, generator=generator,
                                          collate_fn=processor.collate, num_workers=t["num_workers"])
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=t["lr"], betas=tuple(t["betas"]), weight_decay=t["weight_decay"])
+    groups = parameter_groups(model, t["lr"], t.get("lr_scale"))
+    optimizer = torch.optim.AdamW(groups, lr=t["lr"], betas=tuple(t["betas"]), weight_decay=t["weight_decay"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t["warmup_steps"], t["max_steps"]))
     trained_names = set(trained_state_dict(model))  # names as the unwrapped model has them
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
@@ -193,6 +213,7 @@ def train(config: dict, resume: bool = False, build_model=None) -> Path:
     if log_with:
         accelerator.init_trackers("calico", config={k: str(v) for k, v in t.items()})
     validator = validator_for(config, processor, accelerator.print) if t.get("val_every") else None
+    fit_validator = train_subset_validator_for(config, rows, processor) if t.get("val_every") else None
     metrics = MetricsLog(out, resume_step=step if step else None) if accelerator.is_main_process else None
 
     def record(phase: str, values: dict) -> None:
@@ -204,6 +225,8 @@ def train(config: dict, resume: bool = False, build_model=None) -> Path:
 
     def validate() -> None:
         record("val", validator(model, accelerator.device))
+        if fit_validator is not None:
+            record(TRAIN_SUBSET, fit_validator(model, accelerator.device))
 
     if validator is not None and step == 0:
         validate()  # the untrained model: where the curve starts
@@ -234,7 +257,8 @@ def train(config: dict, resume: bool = False, build_model=None) -> Path:
             bar.update(1)
             if step % t["log_every"] == 0 or step == t["max_steps"]:
                 logs = {k: v / totals["n"] for k, v in totals.items() if k != "n"}
-                logs.update(lr=scheduler.get_last_lr()[0], samples_per_s=samples / (time.time() - started))
+                logs.update(lr=scheduler.get_last_lr()[0] / groups[0]["lr_scale"],
+                            samples_per_s=samples / (time.time() - started))
                 record("train", logs)
                 totals, samples, started = {}, 0, time.time()
             if validator is not None and (step % t["val_every"] == 0 or step == t["max_steps"]):

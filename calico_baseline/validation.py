@@ -4,7 +4,15 @@ Teacher forcing (the ground-truth answer is fed in, as in training) makes the pa
 comparable from step to step: no generation, the same samples and the same [SEG] positions every time.
 Reported, each over the whole subset:
 
-- ``mask_iou``: mean IoU of the thresholded mask (logit > 0) of every ground-truth ``[SEG]`` with its mask;
+- ``mask_iou``: mean IoU of the thresholded mask (logit > 0) of every ground-truth ``[SEG]`` with its mask
+  (an empty prediction of a non-empty mask scores 0, two empty masks 1);
+- ``all_on_iou``: the same for a trivial predictor that switches every pixel on, i.e. the mean share of the image
+  each mask covers. An untrained decoder (random logits: about half the pixels on) scores close to half of it,
+  so ``mask_iou`` only shows learnt localisation once it is above this line;
+- ``box_iou``: the IoU of each mask with its own bounding box (an oracle box, filled): what a predictor that
+  knew where the part is but not its shape would reach, a ceiling for "found the right place";
+- ``pred_area`` and ``gt_area``: mean share of the image the thresholded prediction and the ground truth cover
+  (a decoder that settles on "all background" shows as ``pred_area`` near 0);
 - ``label_accuracy``: share of ``<p> … </p>`` phrases whose every token is the model's top prediction;
 - ``token_accuracy``: the same over all answer tokens;
 - ``loss``, ``ce_loss``, ``mask_loss``, ``dice_loss``: the training objective and its terms.
@@ -20,6 +28,7 @@ from contextlib import contextmanager
 import torch
 
 LOSS_TERMS = ("loss", "ce_loss", "mask_loss", "dice_loss")
+MASK_BASELINES = ("all_on_iou", "box_iou", "pred_area", "gt_area")
 
 
 def fixed_subset(rows: list[dict], size: int, seed: int = 0) -> list[dict]:
@@ -44,15 +53,36 @@ def evaluating(model: torch.nn.Module):
             module.training = mode
 
 
+def iou(p: torch.Tensor, g: torch.Tensor) -> float:
+    """IoU of two boolean masks; two empty masks count 1 (nothing to find, nothing found)."""
+    union = int((p | g).sum())
+    return int((p & g).sum()) / union if union else 1.0
+
+
+def box_of(mask: torch.Tensor) -> torch.Tensor:
+    """The filled bounding box of a boolean mask (empty for an empty mask)."""
+    box = torch.zeros_like(mask)
+    rows, cols = mask.any(1).nonzero(), mask.any(0).nonzero()
+    if len(rows):
+        box[int(rows[0]) : int(rows[-1]) + 1, int(cols[0]) : int(cols[-1]) + 1] = True
+    return box
+
+
 def mask_ious(pred_masks: list[list[torch.Tensor]], gt_masks: list[list[torch.Tensor]]) -> list[float]:
     """IoU of every predicted mask (logits, > 0 is foreground) with its ground truth; two empty masks count 1."""
-    ious = []
+    return [row["iou"] for row in mask_scores(pred_masks, gt_masks)]
+
+
+def mask_scores(pred_masks: list[list[torch.Tensor]], gt_masks: list[list[torch.Tensor]]) -> list[dict[str, float]]:
+    """Per predicted mask: its IoU, the all-on and oracle-box IoUs of its ground truth, and both areas (share of
+    the image); see the module docstring."""
+    scores = []
     for predicted, truths in zip(pred_masks, gt_masks):
         for logits, truth in zip(predicted, truths):
             p, g = logits.detach() > 0, truth.to(logits.device) > 0
-            union = int((p | g).sum())
-            ious.append(int((p & g).sum()) / union if union else 1.0)
-    return ious
+            scores.append({"iou": iou(p, g), "all_on_iou": iou(torch.ones_like(g), g), "box_iou": iou(box_of(g), g),
+                           "pred_area": float(p.float().mean()), "gt_area": float(g.float().mean())})
+    return scores
 
 
 def phrase_spans(labels: list[int], open_id: int, close_id: int) -> list[tuple[int, int]]:
@@ -104,7 +134,7 @@ class Validator:
 
     def __call__(self, model: torch.nn.Module, device: torch.device | str | None = None) -> dict[str, float]:
         totals = dict.fromkeys(LOSS_TERMS, 0.0)
-        ious: list[float] = []
+        masks: list[dict[str, float]] = []
         tokens_right = tokens = phrases_right = phrases = 0
         with evaluating(model):
             for batch in self.batches():
@@ -113,27 +143,43 @@ class Validator:
                 output = model(**batch)
                 for key in LOSS_TERMS:
                     totals[key] += float(getattr(output, key)) * len(batch["sample_ids"])
-                ious += mask_ious(output.pred_masks, batch["gt_masks"])
+                masks += mask_scores(output.pred_masks, batch["gt_masks"])
                 counts = text_scores(output.logits, batch["labels"], self.open_id, self.close_id)
                 tokens_right, tokens = tokens_right + counts[0], tokens + counts[1]
                 phrases_right, phrases = phrases_right + counts[2], phrases + counts[3]
         n = max(1, len(self.dataset))
         scores = {key: value / n for key, value in totals.items()}
-        scores.update(mask_iou=sum(ious) / max(1, len(ious)), label_accuracy=phrases_right / max(1, phrases),
-                      token_accuracy=tokens_right / max(1, tokens))
+        scores["mask_iou"] = sum(m["iou"] for m in masks) / max(1, len(masks))
+        for key in MASK_BASELINES:
+            scores[key] = sum(m[key] for m in masks) / max(1, len(masks))
+        scores.update(label_accuracy=phrases_right / max(1, phrases), token_accuracy=tokens_right / max(1, tokens))
         return scores
 
 
 def validator_for(config: dict, processor, say=print) -> Validator | None:
     """The validator of a ``calico-train`` config: ``data.val_samples`` rows of ``data.val_split``, drawn with
     ``train.seed``; ``None`` (and a note) when the dataset has no such split."""
-    from calico_baseline.data import CalicoDataset, image_roots_for, read_rows
+    from calico_baseline.data import read_rows
 
     d = config["data"]
     rows = read_rows(d["path"], d["val_split"]) if d.get("val_split") else []
     if not rows:
         say(f"no validation: {d['path']} has no {d.get('val_split')!r} split")
         return None
-    subset = fixed_subset(rows, int(d["val_samples"]), config["train"]["seed"])
+    return _validator(config, rows, int(d["val_samples"]), processor)
+
+
+def train_subset_validator_for(config: dict, rows: list[dict], processor) -> Validator | None:
+    """The same pass on ``data.train_eval_samples`` fixed rows of the *training* split (``None`` when 0): beside
+    the val curve it tells "cannot fit even what it sees" (both flat) from "fits but does not generalise"."""
+    size = int(config["data"].get("train_eval_samples") or 0)
+    return _validator(config, rows, size, processor) if size > 0 and rows else None
+
+
+def _validator(config: dict, rows: list[dict], size: int, processor) -> Validator:
+    from calico_baseline.data import CalicoDataset, image_roots_for
+
+    d = config["data"]
+    subset = fixed_subset(rows, size, config["train"]["seed"])
     dataset = CalicoDataset(subset, processor, image_roots_for(d["path"], d["image_roots"]))
     return Validator(dataset, processor.collate, processor.tokenizer, batch_size=int(config["train"]["batch_size"]))

@@ -110,3 +110,35 @@ def test_tiny_config_learns_what_it_is_shown(four_samples, tmp_path):
     assert val[steps]["token_accuracy"] >= 0.9 and val[0]["token_accuracy"] < 0.1, json.dumps(val)
     assert val[steps]["label_accuracy"] >= 0.5 > val[0]["label_accuracy"], json.dumps(val)
     assert val[steps]["loss"] < 0.3 * val[0]["loss"]
+
+
+def test_mask_scores_report_the_trivial_baselines_beside_the_iou():
+    from calico_baseline.validation import box_of, mask_scores
+
+    truth = torch.zeros(4, 4)
+    truth[1:3, 1] = 1  # 2 pixels in a 2×1 box
+    truth[1, 2] = 1  # now 3 pixels in a 2×2 box
+    all_on = torch.full((4, 4), 3.0)
+    [row] = mask_scores([[all_on]], [[truth]])
+    # a predictor that switches everything on scores exactly the mask's share of the image: the untrained
+    # decoder's step-0 value, so the curve's "above step 0" has to mean "above this line"
+    assert row == {"iou": 3 / 16, "all_on_iou": 3 / 16, "box_iou": 3 / 4, "pred_area": 1.0, "gt_area": 3 / 16}
+    assert box_of(torch.zeros(3, 3, dtype=torch.bool)).sum() == 0
+    [empty] = mask_scores([[-all_on]], [[truth]])
+    assert empty["iou"] == 0.0 and empty["pred_area"] == 0.0
+
+
+def test_parameter_groups_scale_the_named_modules_and_reject_unknown_ones():
+    from calico_baseline.train import parameter_groups
+    from mixedparts.errors import MixedPartsError
+
+    model = torch.nn.ModuleDict({"decoder": torch.nn.Linear(2, 2), "head": torch.nn.Linear(2, 2),
+                                 "frozen": torch.nn.Linear(2, 2)})
+    model["frozen"].requires_grad_(False)
+    groups = parameter_groups(model, 1e-3, {"decoder": 5, "decoder.bias": 2})
+    assert [(g["lr"], len(g["params"])) for g in groups] == [(1e-3, 2), (5e-3, 1), (2e-3, 1)]
+    assert groups[2]["params"][0] is model["decoder"].bias  # the longest matching path wins
+    assert [len(g["params"]) for g in parameter_groups(model, 1e-3, {})] == [4]
+    for bad in ("frozen", "dec"):
+        with pytest.raises(MixedPartsError, match="names no trained parameters"):
+            parameter_groups(model, 1e-3, {bad: 2})
