@@ -70,6 +70,11 @@ def parameter_groups(model, lr: float, lr_scale: dict[str, float] | None) -> lis
     comes first. An unknown or untrained module path is a config error."""
     from mixedparts.errors import MixedPartsError
 
+    if not isinstance(lr_scale or {}, dict):
+        raise MixedPartsError(f"train.lr_scale must map module paths to factors, got {lr_scale!r}")
+    bad = {k: v for k, v in (lr_scale or {}).items() if isinstance(v, bool) or not isinstance(v, (int, float))}
+    if bad:  # YAML reads `{a:5}` (no space) as the key "a:5" with no value
+        raise MixedPartsError(f"train.lr_scale: {bad!r} is not a number (write `{{module: factor}}`)")
     scales = {str(k): float(v) for k, v in (lr_scale or {}).items()}
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     for prefix in scales:
