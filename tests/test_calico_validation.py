@@ -152,8 +152,7 @@ def demo_dataset(build_tiny, tmp_path_factory):
 @pytest.mark.slow
 def test_tiny_config_masks_improve_on_held_out_images(demo_dataset, tmp_path):
     """configs/calico-tiny.yaml, briefly, on the demo's train split, scored on its val split (other images):
-    the held-out mask IoU climbs well above the untrained model's, which is the all-pixels-on line (the
-    untrained decoder switches every pixel on)."""
+    the held-out mask IoU climbs well above the untrained model's and above the all-pixels-on line."""
     from calico_baseline import train
 
     steps = HELD_OUT_STEPS
@@ -166,9 +165,10 @@ def test_tiny_config_masks_improve_on_held_out_images(demo_dataset, tmp_path):
                        "--set", "train.tensorboard=false"]) == 0
     val = {r["step"]: r for r in read_metrics(tmp_path) if r["phase"] == "val"}
     assert sorted(val) == [0, steps // 2, steps]
-    assert val[0]["pred_area"] > 0.9 and val[0]["mask_iou"] == pytest.approx(val[0]["all_on_iou"], abs=0.01)
-    # measured (seeded, one thread): see HELD_OUT_STEPS
-    assert val[steps]["mask_iou"] >= val[0]["mask_iou"] + 0.05, json.dumps(val)
+    # measured (seeded, one thread): see HELD_OUT_STEPS. The untrained decoder's share of pixels on depends on
+    # the initialisation, so the bar is the higher of its IoU and the all-pixels-on line
+    start = max(val[0]["mask_iou"], val[0]["all_on_iou"])
+    assert val[steps]["mask_iou"] >= start + 0.05, json.dumps(val)
     assert val[steps]["mask_iou"] > val[steps // 2]["mask_iou"], json.dumps(val)
 
 
