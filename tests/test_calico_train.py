@@ -66,7 +66,7 @@ def train_args(dataset, out, *extra):
             "--set", f"data.path={dataset}", "--set", f"train.output_dir={out}", "--set", "data.limit=16",
             "--set", "train.max_steps=4", "--set", "train.save_every=2", "--set", "train.log_every=2",
             "--set", "train.warmup_steps=2", "--set", "train.progress=false", "--set", "train.tensorboard=false",
-            "--set", "data.val_samples=4", "--set", "train.val_every=2", *extra]
+            "--set", "data.val_samples=4", "--set", "data.train_eval_samples=4", "--set", "train.val_every=2", *extra]
 
 
 def test_train_predict_and_exact_resume(dataset, tmp_path):
@@ -86,7 +86,8 @@ def test_train_predict_and_exact_resume(dataset, tmp_path):
     # metrics.jsonl: the resumed run replaced the interrupted run's lines past step 2, once each
     from calico_baseline.curves import read_metrics
     records = [(r["step"], r["phase"]) for r in read_metrics(tmp_path / "run")]
-    assert records == [(0, "val"), (2, "train"), (2, "val"), (4, "train"), (4, "val")]
+    fit = "train_subset"  # data.train_eval_samples: the same pass on fixed training rows, after each val pass
+    assert records == [(0, "val"), (0, fit), (2, "train"), (2, "val"), (2, fit), (4, "train"), (4, "val"), (4, fit)]
     # a checkpoint is save_pretrained's export + accelerator.save_state (model file: trained weights only)
     state = tmp_path / "run" / "checkpoints" / "step-2" / "accelerate_state"
     assert {"optimizer.bin", "model.safetensors", "custom_checkpoint_0.pkl", "custom_checkpoint_1.pkl"} \
