@@ -67,7 +67,8 @@ def lr_lambda(warmup: int, total: int):
 def parameter_groups(model, lr: float, lr_scale: dict[str, float] | None) -> list[dict]:
     """AdamW groups of the trainable parameters: those under a module named in ``lr_scale`` (``{module path:
     factor}``, the longest matching path wins) train at ``lr × factor``, the rest at ``lr``. The default group
-    comes first. An unknown or untrained module path is a config error."""
+    comes first. A path that names no module of the model is a config error; one whose module is frozen has no
+    effect."""
     from mixedparts.errors import MixedPartsError
 
     if not isinstance(lr_scale or {}, dict):
@@ -76,10 +77,11 @@ def parameter_groups(model, lr: float, lr_scale: dict[str, float] | None) -> lis
     if bad:  # YAML reads `{a:5}` (no space) as the key "a:5" with no value
         raise MixedPartsError(f"train.lr_scale: {bad!r} is not a number (write `{{module: factor}}`)")
     scales = {str(k): float(v) for k, v in (lr_scale or {}).items()}
+    every = [name for name, _ in model.named_parameters()]
+    for prefix in scales:  # a frozen module is fine (an override may freeze it), a misspelt one is not
+        if not any(name == prefix or name.startswith(prefix + ".") for name in every):
+            raise MixedPartsError(f"train.lr_scale: {prefix!r} names no parameters of the model")
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    for prefix in scales:
-        if not any(name == prefix or name.startswith(prefix + ".") for name, _ in named):
-            raise MixedPartsError(f"train.lr_scale: {prefix!r} names no trained parameters of the model")
     by_length = sorted(scales, key=len, reverse=True)
     grouped: dict[float, list] = {1.0: []}
     for name, param in named:

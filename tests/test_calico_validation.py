@@ -92,8 +92,7 @@ def four_samples(build_tiny, tmp_path_factory):
 def test_tiny_config_learns_what_it_is_shown(four_samples, tmp_path):
     """configs/calico-tiny.yaml, briefly, on four samples that are also its validation subset: the
     validation pass and metrics.jsonl see the untrained model's chance-level masks and text turn into
-    real ones. (Held-out learning takes longer than a test: docs/model.md shows the curve on the small
-    synthetic build.)"""
+    real ones: the mask path can fit what it is shown (held out: the next test)."""
     from calico_baseline import train
 
     steps = 100
@@ -105,9 +104,11 @@ def test_tiny_config_learns_what_it_is_shown(four_samples, tmp_path):
                        "--set", "train.tensorboard=false"]) == 0
     val = {r["step"]: r for r in read_metrics(tmp_path) if r["phase"] == "val"}
     assert sorted(val) == [0, 50, steps]
-    # measured (seeded, one thread): mask IoU 0.114 -> 0.227, tokens 0.00 -> 0.97, labels 0.00 -> 0.83, loss 9.36 -> 2.50
-    assert val[steps]["mask_iou"] >= val[0]["mask_iou"] + 0.08, json.dumps(val)
-    assert val[steps]["token_accuracy"] >= 0.9 and val[0]["token_accuracy"] < 0.1, json.dumps(val)
+    # measured (seeded, one thread): mask IoU 0.061 -> 0.375 (step 50) -> 0.502, tokens 0.00 -> 0.88,
+    # labels 0.00 -> 0.75, loss 10.35 -> 2.36 (the previous config, BCE 2 + Dice 2 at one learning rate:
+    # mask IoU 0.114 -> 0.227, tokens 0.97)
+    assert val[steps]["mask_iou"] >= val[0]["mask_iou"] + 0.3, json.dumps(val)
+    assert val[steps]["token_accuracy"] >= 0.8 and val[0]["token_accuracy"] < 0.1, json.dumps(val)
     assert val[steps]["label_accuracy"] >= 0.5 > val[0]["label_accuracy"], json.dumps(val)
     assert val[steps]["loss"] < 0.3 * val[0]["loss"]
 
@@ -139,9 +140,12 @@ def test_parameter_groups_scale_the_named_modules_and_reject_unknown_ones():
     assert [(g["lr"], len(g["params"])) for g in groups] == [(1e-3, 2), (5e-3, 1), (2e-3, 1)]
     assert groups[2]["params"][0] is model["decoder"].bias  # the longest matching path wins
     assert [len(g["params"]) for g in parameter_groups(model, 1e-3, {})] == [4]
-    for bad in ("frozen", "dec"):
-        with pytest.raises(MixedPartsError, match="names no trained parameters"):
+    assert [len(g["params"]) for g in parameter_groups(model, 1e-3, {"frozen": 2})] == [4]  # frozen: no effect
+    for bad in ("dec", "decoder.weights"):
+        with pytest.raises(MixedPartsError, match="names no parameters"):
             parameter_groups(model, 1e-3, {bad: 2})
+    with pytest.raises(MixedPartsError, match="is not a number"):
+        parameter_groups(model, 1e-3, {"decoder:5": None})  # YAML's reading of `{decoder:5}`
 
 
 @pytest.fixture(scope="module")
