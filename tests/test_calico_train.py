@@ -66,7 +66,8 @@ def train_args(dataset, out, *extra):
             "--set", f"data.path={dataset}", "--set", f"train.output_dir={out}", "--set", "data.limit=16",
             "--set", "train.max_steps=4", "--set", "train.save_every=2", "--set", "train.log_every=2",
             "--set", "train.warmup_steps=2", "--set", "train.progress=false", "--set", "train.tensorboard=false",
-            "--set", "data.val_samples=4", "--set", "data.train_eval_samples=4", "--set", "train.val_every=2", *extra]
+            "--set", "data.val_samples=4", "--set", "data.train_eval_samples=4", "--set", "train.val_every=2",
+            *extra]
 
 
 def test_train_predict_and_exact_resume(dataset, tmp_path):
