@@ -2,8 +2,9 @@
 
 Each line of ``RUN/metrics.jsonl`` is one JSON object with ``step`` and ``phase`` (``train``: loss terms
 averaged since the previous line; ``val``: the teacher-forced pass of :mod:`calico_baseline.validation`;
-``train_subset``: the same pass on fixed training rows, when ``data.train_eval_samples`` asks for it). ``calico-train --plot RUN`` draws them: losses
-(train and val), mask IoU beside the all-pixels-on and oracle-box lines, label and token accuracy.
+``train_subset``: the same pass on fixed training rows, when ``data.train_eval_samples`` asks for it).
+``calico-train --plot RUN`` draws them: losses (train and val), mask IoU beside the all-pixels-on and
+oracle-box lines, label and token accuracy.
 """
 
 from __future__ import annotations
