@@ -172,9 +172,11 @@ def test_tiny_config_masks_improve_on_held_out_images(demo_dataset, tmp_path):
     # measured (seeded, one thread): see HELD_OUT_STEPS. The untrained decoder's share of pixels on depends on
     # the initialisation, so the bar is the higher of its IoU and the all-pixels-on line
     start = max(val[0]["mask_iou"], val[0]["all_on_iou"])
-    assert val[steps]["mask_iou"] >= start + 0.03, json.dumps(val)
+    assert val[steps]["mask_iou"] >= start + 0.025, json.dumps(val)
+    assert val[steps]["pred_area"] < 0.5, json.dumps(val)  # not by switching everything on
 
 
-# 120 steps were too few: held-out mask IoU 0.121 -> 0.107 (step 60) -> 0.131; on the small build the rise
-# comes between steps 120 and 180 (docs/model.md)
+# measured (seed 0, one thread, 145 CPU-s): held-out mask IoU 0.121 (all pixels on: 0.121) -> 0.154 (step 120)
+# -> 0.159, pred_area 1.00 -> 0.22, token accuracy 0 -> 0.81. 120 steps were too few (0.121 -> 0.131); on the
+# small build the rise comes between steps 120 and 180 (docs/model.md)
 HELD_OUT_STEPS = 240
