@@ -7,8 +7,9 @@ Reported, each over the whole subset:
 - ``mask_iou``: mean IoU of the thresholded mask (logit > 0) of every ground-truth ``[SEG]`` with its mask
   (an empty prediction of a non-empty mask scores 0, two empty masks 1);
 - ``all_on_iou``: the same for a trivial predictor that switches every pixel on, i.e. the mean share of the image
-  each mask covers. An untrained decoder (random logits: about half the pixels on) scores close to half of it,
-  so ``mask_iou`` only shows learnt localisation once it is above this line;
+  each mask covers. An untrained decoder switches on anything from a few per cent to all of the pixels (its
+  initialisation decides), so its step-0 ``mask_iou`` is at or under this line, and ``mask_iou`` only shows
+  learnt localisation once it is above it;
 - ``box_iou``: the IoU of each mask with its own bounding box (an oracle box, filled): what a predictor that
   knew where the part is but not its shape would reach, a ceiling for "found the right place";
 - ``pred_area`` and ``gt_area``: mean share of the image the thresholded prediction and the ground truth cover
