@@ -111,3 +111,25 @@ def test_unregistered_source_is_unknown_again(capsys):
     assert stopped.value.code == 2
     with pytest.raises(MixedPartsError, match="built in"):
         registry.unregister_source("paco_lvis")
+
+
+def test_every_built_in_spec_names_a_reader_and_writer_that_agree_with_it():
+    for spec in registry.BUILTIN_SOURCES:
+        reader = spec.load_reader()
+        assert reader.source == spec.name and set(reader.splits) == set(spec.splits), spec.name
+        assert callable(spec.load_writer())
+        assert set(spec.image_folders) <= {"train", "val", "test"}
+
+
+def test_a_spec_that_clashes_or_maps_splits_wrongly_is_refused():
+    from dataclasses import replace
+
+    with pytest.raises(MixedPartsError, match="--paco"):
+        registry.register_source(replace(fourth_source.SPEC, flag="--paco"))
+    with pytest.raises(MixedPartsError, match="'coco'"):
+        registry.register_source(replace(fourth_source.SPEC, synth_folder="coco"))
+    with pytest.raises(ValueError, match="train, val or test"):
+        replace(fourth_source.SPEC, splits={"fit": "training"})
+    with pytest.raises(ValueError, match="val_from"):
+        replace(fourth_source.SPEC, val_from="validation")
+    assert registry.find_source(fourth_source.NAME) is None
