@@ -6,7 +6,9 @@ Every reported number carries :meth:`EvalOptions.variant`; the defaults reproduc
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from typing import NamedTuple
 
 from mixedparts.argtypes import fraction
 from mixedparts.metrics.labels import LABEL_MODES
@@ -21,64 +23,84 @@ LABEL_PAIRS = ("miou", "recall", "text", "all-gt")
 LABEL_AVERAGES = ("pairs", "samples")
 
 
-def _variant(item: str, default, text: str, *, choices: tuple | None = None, kind=None, metavar: str | None = None):
-    """A field settling docs/metrics.md item ``item``; ``text`` documents it and is its --help, and the
-    command-line flag is the field's name with dashes (see :func:`add_arguments`)."""
-    return field(default=default, metadata={"item": item, "help": text, "choices": choices, "type": kind,
-                                            "metavar": metavar})
+class Variant(NamedTuple):
+    """How a field of :class:`EvalOptions` is documented and given on the command line: the docs/metrics.md
+    item it settles, its allowed values (None: any), its help (which names the default), and the argparse
+    ``type`` and metavar of a value that is not a choice; the flag is the field's name with dashes."""
+
+    item: str
+    choices: tuple | None
+    help: str
+    kind: Callable | None = None
+    metavar: str | None = None
+
+
+VARIANTS = {
+    "gt_masks": Variant("A3", GT_MASKS,
+        "all (default): every GT mask of the posed question, including the object masks of part questions' "
+        "object sentence. parts-only: drop those object masks (predicted masks are left as they are)"),
+    "ap_scores": Variant("A4", AP_SCORES,
+        "constant (default): every predicted mask has score 1.0, as GLaMM, so ties follow unit and mask "
+        "order. predicted: use each mask's 'score' (1.0 where absent)"),
+    "miou": Variant("A5", MIOU_VARIANTS,
+        "glamm (default): per unit, the mean IoU of greedy max-IoU pairs; unpaired masks do not count. "
+        "per-gt: the same pairs averaged over all GT masks, unpaired ones 0. hungarian: pairs maximizing the "
+        "total IoU"),
+    "recall_matching": Variant("A6", RECALL_MATCHING,
+        "stop (default): GLaMM's loop, which ends at the first best-IoU pair failing a threshold. skip: "
+        "reject only that pair and go on"),
+    "recall_iou_threshold": Variant("A6", None, "IoU a Recall match needs (default: 0.5)", fraction, "T"),
+    "recall_text_gate": Variant("A7", TEXT_GATES,
+        "on (default): a Recall match also needs label similarity >= the text threshold. off: IoU-only Recall"),
+    "recall_text_model": Variant("A7", None,
+        "model of the Recall text gate: a local folder such as bert-base-uncased (mean-pooled over all "
+        "tokens, as GLaMM). Default: all-MiniLM-L6-v2, because bert-base-uncased is not installable offline; "
+        "MiniLM is the stricter gate, so Recall is not comparable with GLaMM's", metavar="PATH"),
+    "recall_text_threshold": Variant("A7", None, "label cosine similarity a Recall match needs (default: 0.5)",
+                                     fraction, "T"),
+    "recall_labels": Variant("A7", RECALL_LABELS,
+        "the labels the Recall text gate compares. raw (default): as written in the predictions and the "
+        "ground truth, as GLaMM compares them. normalized: after the --labels normalization (and "
+        "--fold-plurals) that SS uses"),
+    "label_pairs": Variant("A8", LABEL_PAIRS,
+        "which (predicted, GT) label pairs SS and S-IoU average over. miou (default): the mIoU pairs. recall: "
+        "Recall's matches. text: per unit, the assignment maximizing total SS, masks ignored. all-gt: every "
+        "GT label, paired as for miou, unpaired ones scoring 0"),
+    "labels": Variant("A9", LABEL_MODES,
+        "articles (default): strip, lowercase, drop one leading a/an/the; S-IoU keeps letters, digits and "
+        "spaces (CaSED). none: raw labels (pure CaSED). osprey: Osprey's cleanup"),
+    "fold_plurals": Variant("A10", None,
+        "fold regular English plurals (legs -> leg) before comparing labels (default: off, as CaSED and "
+        "Osprey)"),
+    "label_average": Variant("A11", LABEL_AVERAGES,
+        "pairs (default): SS and S-IoU pooled over the pairs of a task. samples: the mean of per-sample means"),
+}
 
 
 @dataclass(frozen=True)
 class EvalOptions:
-    gt_masks: str = _variant(
-        "A3", "all", "all (default): every GT mask of the posed question, including the object masks of part "
-        "questions' object sentence. parts-only: drop those object masks (predicted masks are left as they are)",
-        choices=GT_MASKS)
-    ap_scores: str = _variant(
-        "A4", "constant", "constant (default): every predicted mask has score 1.0, as GLaMM, so ties follow unit "
-        "and mask order. predicted: use each mask's 'score' (1.0 where absent)", choices=AP_SCORES)
-    miou: str = _variant(
-        "A5", "glamm", "glamm (default): per unit, the mean IoU of greedy max-IoU pairs; unpaired masks do not "
-        "count. per-gt: the same pairs averaged over all GT masks, unpaired ones 0. hungarian: pairs maximizing "
-        "the total IoU", choices=MIOU_VARIANTS)
-    recall_matching: str = _variant(
-        "A6", "stop", "stop (default): GLaMM's loop, which ends at the first best-IoU pair failing a threshold. "
-        "skip: reject only that pair and go on", choices=RECALL_MATCHING)
-    recall_iou_threshold: float = _variant("A6", 0.5, "IoU a Recall match needs (default: 0.5)", kind=fraction,
-                                           metavar="T")
-    recall_text_gate: str = _variant(
-        "A7", "on", "on (default): a Recall match also needs label similarity >= the text threshold. off: "
-        "IoU-only Recall", choices=TEXT_GATES)
-    recall_text_model: str | None = _variant(
-        "A7", None, "model of the Recall text gate: a local folder such as bert-base-uncased (mean-pooled over "
-        "all tokens, as GLaMM). Default: all-MiniLM-L6-v2, because bert-base-uncased is not installable "
-        "offline; MiniLM is the stricter gate, so Recall is not comparable with GLaMM's", metavar="PATH")
-    recall_text_threshold: float = _variant("A7", 0.5, "label cosine similarity a Recall match needs (default: 0.5)",
-                                            kind=fraction, metavar="T")
-    recall_labels: str = _variant(
-        "A7", "raw", "the labels the Recall text gate compares. raw (default): as written in the predictions and "
-        "the ground truth, as GLaMM compares them. normalized: after the --labels normalization (and "
-        "--fold-plurals) that SS uses", choices=RECALL_LABELS)
-    label_pairs: str = _variant(
-        "A8", "miou", "which (predicted, GT) label pairs SS and S-IoU average over. miou (default): the mIoU "
-        "pairs. recall: Recall's matches. text: per unit, the assignment maximizing total SS, masks ignored. "
-        "all-gt: every GT label, paired as for miou, unpaired ones scoring 0", choices=LABEL_PAIRS)
-    labels: str = _variant(
-        "A9", "articles", "articles (default): strip, lowercase, drop one leading a/an/the; S-IoU keeps letters, "
-        "digits and spaces (CaSED). none: raw labels (pure CaSED). osprey: Osprey's cleanup", choices=LABEL_MODES)
-    fold_plurals: bool = _variant(
-        "A10", False, "fold regular English plurals (legs -> leg) before comparing labels (default: off, as "
-        "CaSED and Osprey)")
-    label_average: str = _variant(
-        "A11", "pairs", "pairs (default): SS and S-IoU pooled over the pairs of a task. samples: the mean of "
-        "per-sample means", choices=LABEL_AVERAGES)
+    """The metric variants (:data:`VARIANTS` documents each field); the defaults are the spec's."""
+
+    gt_masks: str = "all"
+    ap_scores: str = "constant"
+    miou: str = "glamm"
+    recall_matching: str = "stop"
+    recall_iou_threshold: float = 0.5
+    recall_text_gate: str = "on"
+    recall_text_model: str | None = None
+    recall_text_threshold: float = 0.5
+    recall_labels: str = "raw"
+    label_pairs: str = "miou"
+    labels: str = "articles"
+    fold_plurals: bool = False
+    label_average: str = "pairs"
 
     def __post_init__(self):
         for spec in fields(self):
-            value, allowed = getattr(self, spec.name), spec.metadata["choices"]
-            if allowed is not None and value not in allowed:
-                raise ValueError(f"{spec.name} must be one of {allowed}, got {value!r}")
-            if spec.metadata["type"] is fraction and not 0 < value <= 1:
+            value, variant = getattr(self, spec.name), VARIANTS[spec.name]
+            if variant.choices is not None and value not in variant.choices:
+                raise ValueError(f"{spec.name} must be one of {variant.choices}, got {value!r}")
+            if variant.kind is fraction and not 0 < value <= 1:
                 raise ValueError(f"{spec.name} must be in (0, 1], got {value!r}")
 
     @classmethod
@@ -125,10 +147,10 @@ def add_arguments(parser) -> None:
     """One command-line flag per :class:`EvalOptions` field (``--gt-masks`` for ``gt_masks``), with its
     choices, default and help (an argparse parser or argument group)."""
     for spec in fields(EvalOptions):
-        meta = spec.metadata
-        flag, text = "--" + spec.name.replace("_", "-"), f"{meta['item']}. {meta['help']}"
+        variant = VARIANTS[spec.name]
+        flag, text = "--" + spec.name.replace("_", "-"), f"{variant.item}. {variant.help}"
         if isinstance(spec.default, bool):  # a switch, off by default
             parser.add_argument(flag, action="store_true", help=text)
         else:
-            parser.add_argument(flag, choices=meta["choices"], type=meta["type"], default=spec.default,
-                                metavar=meta["metavar"], help=text)
+            parser.add_argument(flag, choices=variant.choices, type=variant.kind, default=spec.default,
+                                metavar=variant.metavar, help=text)
