@@ -91,8 +91,10 @@ class ChatClient:
             response = self._client.post(self.url, json=body, headers=headers)
         except httpx.TimeoutException as error:
             raise ChatError(f"{gave_up}: no answer within {self.timeout:g} s ({error})") from None
-        except httpx.HTTPError as error:
+        except httpx.ConnectError as error:
             raise ChatError(f"{gave_up}: cannot connect: {error}") from None
+        except httpx.HTTPError as error:
+            raise ChatError(f"{gave_up}: connection lost: {error}") from None
         if response.status_code == 429 or response.status_code >= 500:
             raise ChatError(f"{gave_up}: HTTP {response.status_code}: {response.text[:200]}")
         if not response.is_success:
