@@ -269,7 +269,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="environment variable holding the structurer endpoint's API key (default "
                              "OPENAI_API_KEY); it is sent to --structurer-url only")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per chat request (default 120)")
-    parser.add_argument("--retries", type=int, default=2, help="retries per request on timeouts and 5xx")
+    parser.add_argument("--retries", type=int, default=2,
+                        help="retries per request on timeouts, dropped connections, 429 and 5xx")
     parser.add_argument("--structure-retries", type=int, default=2, help="re-asks on malformed structurer JSON")
     parser.add_argument("--max-consecutive-failures", type=positive_int, default=5, metavar="N",
                         help="stop the run after N samples in a row whose chat endpoint could not be reached or "
