@@ -128,3 +128,8 @@ def test_results_index_equals_pycocotools_loadres(seed):
         for key in ann:
             assert np.array_equal(mine[key], ann[key]) and type(mine[key]) is type(ann[key]), key
     assert ours.imgToAnns.keys() == theirs.imgToAnns.keys()
+
+
+def test_areas_of_more_masks_than_pycocotools_takes_at_once():
+    masks = [box((12, 12), 0, 0, 1 + i % 10, 1 + i % 7) for i in range(600)]
+    assert ap50.mask_areas(masks).tolist() == [(1 + i % 10) * (1 + i % 7) for i in range(600)]
