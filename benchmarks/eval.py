@@ -257,11 +257,12 @@ def main() -> int:
         phases["score (embed labels, units, aggregate, breakdowns)"] = time.perf_counter() - t2
         total = time.perf_counter() - t0
 
-        # The labels the evaluation embedded: the distinct normalized strings of both sides.
+        # The strings the evaluation must embed: the distinct normalized labels of both sides (SS) and
+        # the distinct labels as written (the default recall gate compares raw labels, as GLaMM does).
         options = EvalOptions()
-        table = LabelTable(options.labels, options.fold_plurals)
-        build_units(truth.rows, read.by_sample, table, options)
-        texts = list(table.texts)
+        table, raw_table = LabelTable(options.labels, options.fold_plurals), LabelTable("none")
+        build_units(truth.rows, read.by_sample, table, options, raw_table)
+        texts = list(dict.fromkeys(table.texts + raw_table.texts))
         embed_start = time.perf_counter()
         MiniLM().embed(texts)
         embed_s = time.perf_counter() - embed_start
@@ -274,7 +275,7 @@ def main() -> int:
         print(f"{'total, model already loaded':55s} {total:6.1f} s   {units / total:,.0f} units/s "
               f"({args.workers} workers, {os.cpu_count()} CPUs visible)")
         print(f"{'floor (one core): pycocotools IoU of ' + format(iou_units, ',') + ' units':55s} {iou_s:6.1f} s")
-        print(f"{'floor: MiniLM encodes of ' + format(len(texts), ',') + ' distinct labels':55s} {embed_s:6.1f} s")
+        print(f"{'floor: MiniLM encodes of ' + format(len(texts), ',') + ' distinct label strings':55s} {embed_s:6.1f} s")
         print(f"{'eval time / floor (goal <= 1.5)':55s} {total / floor:6.2f}")
         print(f"{'MiniLM load (imports + weights), in this process':55s} {model_load_s:6.1f} s")
         figures = {"benchmark": "eval", "samples": units // 2, "units": units, "workers": args.workers,
