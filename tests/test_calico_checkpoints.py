@@ -35,7 +35,7 @@ def glamm_state(model) -> dict:
     """A GLaMM checkpoint's layout: LlamaForCausalLM keys (model.*, lm_head), model.grounding_encoder.*,
     model.text_hidden_fcs.*, plus the CLIP projector and region encoder Calico does not use."""
     from transformers import LlamaForCausalLM
-    llm = LlamaForCausalLM(model.config.text())
+    llm = LlamaForCausalLM(model.config.text_config)
     state = {k: torch.randn_like(v) for k, v in llm.state_dict().items()}
     state.update({f"model.grounding_encoder.{k}": torch.randn_like(v.float())
                   for k, v in model.grounding_encoder.state_dict().items()})
@@ -48,18 +48,18 @@ def glamm_state(model) -> dict:
 def blip2_folder(model, folder, instruct: bool = False):
     """A transformers-format BLIP-2 / InstructBLIP checkpoint, saved sharded by save_pretrained."""
     from transformers import (Blip2Config, Blip2ForConditionalGeneration, InstructBlipConfig,
-                              InstructBlipForConditionalGeneration, OPTConfig, LlamaConfig)
+                              InstructBlipForConditionalGeneration, OPTConfig)
     c = model.config
-    vision, qformer = c.vision().to_dict(), c.qformer().to_dict()
+    vision, qformer = c.vision_config.to_dict(), c.qformer_config.to_dict()
     if instruct:
         config = InstructBlipConfig(vision_config=vision, qformer_config=qformer, num_query_tokens=c.num_query_tokens,
-                                    text_config=LlamaConfig(**c.text_config).to_dict())
+                                    text_config=c.text_config.to_dict())
         reference = InstructBlipForConditionalGeneration(config)
     else:
         config = Blip2Config(vision_config=vision, qformer_config=qformer, num_query_tokens=c.num_query_tokens,
-                             text_config=OPTConfig(vocab_size=50, hidden_size=c.text_config["hidden_size"],
+                             text_config=OPTConfig(vocab_size=50, hidden_size=c.text_config.hidden_size,
                                                    ffn_dim=32, num_hidden_layers=1, num_attention_heads=2,
-                                                   word_embed_proj_dim=c.text_config["hidden_size"]).to_dict())
+                                                   word_embed_proj_dim=c.text_config.hidden_size).to_dict())
         reference = Blip2ForConditionalGeneration(config)
     reference.save_pretrained(folder, max_shard_size="200KB")
     return reference
@@ -67,7 +67,7 @@ def blip2_folder(model, folder, instruct: bool = False):
 
 def dino_folder(model, folder):
     from transformers import Dinov2Model
-    reference = Dinov2Model(model.config.dino())
+    reference = Dinov2Model(model.config.dino_config)
     reference.save_pretrained(folder)
     return reference
 
@@ -123,7 +123,8 @@ def test_save_pretrained_stores_only_trained_parts_and_round_trips(tmp_path):
     model.config.base_checkpoints = bases
     with torch.no_grad():
         before = model(**batch)
-    model.save_pretrained(tmp_path / "trained", tokenizer=tokenizer)
+    model.save_pretrained(tmp_path / "trained")
+    tokenizer.save_pretrained(tmp_path / "trained")
     files = sorted(p.name for p in (tmp_path / "trained").iterdir())
     assert TRAINED_FILE in files and "calico_base.safetensors" not in files
     stored = read_state_dict(tmp_path / "trained" / TRAINED_FILE)
@@ -169,8 +170,6 @@ def base_folders(model, tmp_path, dtype=None) -> dict:
 
 
 def test_low_memory_build_matches_the_eager_build(tmp_path):
-    from calico_baseline.checkpoints import build_low_memory
-
     model, _, processor = tiny_setup()
     bases = base_folders(model, tmp_path)
     load_base_checkpoints(model, **bases)
@@ -178,7 +177,8 @@ def test_low_memory_build_matches_the_eager_build(tmp_path):
     batch = processor.collate([processor(*synthetic_sample(i)) for i in range(2)])
     with torch.no_grad():
         eager = model(**batch)
-    low, report = build_low_memory(model.config, dtype=torch.float32, **bases)
+    model.config.base_checkpoints = bases
+    low, report = CalicoForCausalLM.from_base_checkpoints(model.config, dtype=torch.float32)
     low.eval()
     assert report["missing"] == [] and report["unexpected"] == []
     assert not any(p.is_meta for p in low.parameters()) and not any(b.is_meta for b in low.buffers())
@@ -195,10 +195,9 @@ def test_low_memory_build_matches_the_eager_build(tmp_path):
 
 
 def test_low_memory_build_loads_bf16_without_an_fp32_copy(tmp_path):
-    from calico_baseline.checkpoints import build_low_memory, save_trained, load_trained
-
     model, tokenizer, processor = tiny_setup()
     bases = base_folders(model, tmp_path, torch.bfloat16)
+    model.config.base_checkpoints = bases
     n_params = sum(p.numel() for p in model.parameters())
     eager_spy = Fp32Allocations()
     with eager_spy:  # the spy sees the eager build's fp32 parameters
@@ -206,13 +205,14 @@ def test_low_memory_build_loads_bf16_without_an_fp32_copy(tmp_path):
     assert eager_spy.elements >= n_params
     spy = Fp32Allocations()
     with spy:
-        low, report = build_low_memory(model.config, dtype=torch.bfloat16, **bases)
+        low, report = CalicoForCausalLM.from_base_checkpoints(model.config, dtype=torch.bfloat16)
     assert report["missing"] == [] and report["unexpected"] == []
     assert spy.elements < 0.01 * n_params  # only the rotary frequencies and SAM's pixel statistics
     assert {p.dtype for p in low.parameters()} == {torch.bfloat16}
     assert sum(p.numel() for p in low.parameters()) == n_params
     # trainable parts can be kept in fp32 (master weights under autocast)
-    mixed, _ = build_low_memory(model.config, dtype=torch.bfloat16, trainable_dtype=torch.float32, **bases)
+    mixed, _ = CalicoForCausalLM.from_base_checkpoints(model.config, dtype=torch.bfloat16,
+                                                        trainable_dtype=torch.float32)
     assert {p.dtype for p in mixed.trainable_parameters().values()} == {torch.float32}
     assert {p.dtype for n, p in mixed.named_parameters() if not p.requires_grad} == {torch.bfloat16}
     # it runs (CPU autocast) and from_pretrained(dtype=bf16) rebuilds the same way
@@ -221,9 +221,8 @@ def test_low_memory_build_loads_bf16_without_an_fp32_copy(tmp_path):
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         out = low(**batch)
     assert torch.isfinite(out.loss)
-    low.config.base_checkpoints = bases
-    save_trained(low, tmp_path / "trained", tokenizer)
-    again = load_trained(tmp_path / "trained", dtype=torch.bfloat16)
+    low.save_pretrained(tmp_path / "trained")
+    again = CalicoForCausalLM.from_pretrained(tmp_path / "trained", dtype=torch.bfloat16)
     assert {p.dtype for p in again.parameters()} == {torch.bfloat16}
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.equal(again(**batch).logits, out.logits)
