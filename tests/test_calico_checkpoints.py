@@ -3,7 +3,9 @@ names and layouts, and save_pretrained/from_pretrained of the trained parts only
 
 from __future__ import annotations
 
+import copy
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -67,7 +69,7 @@ def blip2_folder(model, folder, instruct: bool = False):
 
 def dino_folder(model, folder):
     from transformers import Dinov2Model
-    reference = Dinov2Model(model.config.dino_config)
+    reference = Dinov2Model(copy.deepcopy(model.config.dino_config))  # its save_pretrained writes into its config
     reference.save_pretrained(folder)
     return reference
 
@@ -226,3 +228,108 @@ def test_low_memory_build_loads_bf16_without_an_fp32_copy(tmp_path):
     assert {p.dtype for p in again.parameters()} == {torch.bfloat16}
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.equal(again(**batch).logits, out.logits)
+
+
+# ---------------------------------------------------------------- the PreTrainedModel contract of save/load
+SAVED_BEFORE = Path(__file__).parent / "data" / "saved_before_subconfigs"
+# config.json (and every tensor's shape) written by calico_baseline at d3e8c3b, whose sub-configs were dicts of
+# sizes: calico-tiny as tiny_setup() builds it (with base checkpoint paths), Multi-Image LISA as the tiny of
+# tests/test_baselines_llava.py (no base checkpoints: its frozen base is saved beside it)
+
+
+def perturbed(model):
+    with torch.no_grad():  # as if training had moved the trained parts
+        for p in model.trainable_parameters().values():
+            p.add_(torch.randn_like(p) * 0.1)
+    return model.eval()
+
+
+def test_a_run_saved_before_sub_config_objects_loads_with_its_old_config_json(tmp_path):
+    from transformers import Blip2QFormerConfig, Blip2VisionConfig, Dinov2Config, LlamaConfig
+
+    from calico_baseline.config import CalicoConfig
+
+    old = json.loads((SAVED_BEFORE / "calico-tiny" / "config.json").read_text())
+    config = CalicoConfig.from_pretrained(SAVED_BEFORE / "calico-tiny")
+    assert [type(config.vision_config), type(config.qformer_config), type(config.dino_config),
+            type(config.text_config)] == [Blip2VisionConfig, Blip2QFormerConfig, Dinov2Config, LlamaConfig]
+    assert config.qformer_config.encoder_hidden_size == old["vision_config"]["hidden_size"]
+    torch.manual_seed(0)
+    model = perturbed(CalicoForCausalLM(config))
+    shapes = json.loads((SAVED_BEFORE / "calico-tiny" / "shapes.json").read_text())
+    assert {k: list(v.shape) for k, v in model.state_dict().items()} == shapes  # the same architecture
+    bases = base_folders(model, tmp_path)
+    model.config.base_checkpoints = bases
+    model.load_base_checkpoints()
+    model.save_pretrained(tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["text_config"]["model_type"] == "llama" and saved["text_config"]["hidden_size"] == 64
+    (tmp_path / "run" / "config.json").write_text(json.dumps({**old, "base_checkpoints": bases}))
+    again = CalicoForCausalLM.from_pretrained(tmp_path / "run")
+    assert again.config.to_dict() == {**model.config.to_dict(), "transformers_version": old["transformers_version"]}
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_baseline_saved_before_sub_config_objects_loads_as_its_own_class(tmp_path):
+    from baselines.multi_image_llava import MultiImageLlavaForCausalLM
+    from calico_baseline.config import CalicoConfig
+
+    config = CalicoConfig.from_pretrained(SAVED_BEFORE / "lisa-tiny")
+    torch.manual_seed(0)
+    model = perturbed(MultiImageLlavaForCausalLM(config))
+    shapes = json.loads((SAVED_BEFORE / "lisa-tiny" / "shapes.json").read_text())
+    assert {k: list(v.shape) for k, v in model.state_dict().items()} == shapes
+    model.save_pretrained(tmp_path / "run")
+    assert (tmp_path / "run" / "calico_base.safetensors").is_file()
+    (tmp_path / "run" / "config.json").write_text((SAVED_BEFORE / "lisa-tiny" / "config.json").read_text())
+    again = MultiImageLlavaForCausalLM.from_pretrained(tmp_path / "run")
+    assert type(again) is MultiImageLlavaForCausalLM and again.config.baseline == "lisa"
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.fixture(scope="module")
+def saved_tiny(tmp_path_factory):
+    """A calico-tiny run as save_pretrained writes it without base checkpoints (its frozen base beside it)."""
+    model, _, _ = tiny_setup()
+    path = tmp_path_factory.mktemp("calico") / "run"
+    perturbed(model).save_pretrained(path)
+    return model, path
+
+
+def test_from_pretrained_takes_transformers_arguments(saved_tiny, capsys):
+    model, path = saved_tiny
+    # keyword arguments that are config attributes override config.json; the rest go to the model's __init__
+    again = CalicoForCausalLM.from_pretrained(path, mask_loss="bce", verbose=True)
+    assert again.config.mask_loss == "bce" and "trainable parameters" in capsys.readouterr().out
+    assert not again.training and all(torch.equal(again.state_dict()[k], v) for k, v in model.state_dict().items())
+    # a config object replaces config.json and is not changed by the load
+    config = copy.deepcopy(model.config)
+    again = CalicoForCausalLM.from_pretrained(path, config=config, base_checkpoints={"glamm": "/elsewhere"})
+    assert again.config.base_checkpoints == {"glamm": "/elsewhere"} and config.base_checkpoints == {}
+    # dtype, or transformers 4's torch_dtype, as a torch dtype or its name; one device
+    again = CalicoForCausalLM.from_pretrained(path, torch_dtype="bfloat16", device_map={"": "cpu"})
+    assert {p.dtype for p in again.parameters()} == {torch.bfloat16}
+    with pytest.raises(ValueError, match="disagree"):
+        CalicoForCausalLM.from_pretrained(path, dtype=torch.float16, torch_dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="one device"):
+        CalicoForCausalLM.from_pretrained(path, device_map="auto")
+    # the arguments of the former signature say what replaced them
+    with pytest.raises(TypeError, match=r"device is now device_map="):
+        CalicoForCausalLM.from_pretrained(path, device="cpu")
+    with pytest.raises(TypeError, match=r"base_checkpoints=\{'glamm'"):
+        CalicoForCausalLM.from_pretrained(path, glamm="/ckpt/GLaMM")
+
+
+def test_from_pretrained_and_save_pretrained_refuse_what_they_cannot_do(saved_tiny, tmp_path):
+    model, path = saved_tiny
+    with pytest.raises(OSError, match="nothing is downloaded"):
+        CalicoForCausalLM.from_pretrained("MBZUAI/GLaMM-GranD-Pretrained")
+    (tmp_path / "run").mkdir()
+    for name in ("config.json", TRAINED_FILE):
+        (tmp_path / "run" / name).write_bytes((path / name).read_bytes())
+    with pytest.raises(OSError, match="names no base_checkpoints"):  # the frozen base is nowhere
+        CalicoForCausalLM.from_pretrained(tmp_path / "run")
+    model.save_pretrained(tmp_path / "other", is_main_process=False)
+    assert not (tmp_path / "other").exists()
+    with pytest.raises(TypeError, match="push_to_hub"):
+        model.save_pretrained(tmp_path / "other", push_to_hub=True)
