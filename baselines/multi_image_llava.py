@@ -278,7 +278,7 @@ def load_model(system: str, model_dir=None, checkpoint=None, clip=None, tokenize
     from transformers import AutoTokenizer
 
     from baselines.errors import BaselineError
-    from calico_baseline.checkpoints import report_line
+    from calico_baseline.checkpoints import BASE_FILE, report_line
     from calico_baseline.tokenization import add_grounding_tokens
 
     try:
@@ -287,6 +287,8 @@ def load_model(system: str, model_dir=None, checkpoint=None, clip=None, tokenize
             config = CalicoConfig.from_pretrained(path)
             if getattr(config, "baseline", None) != system:
                 raise BaselineError(f"{path}: holds a {getattr(config, 'baseline', 'calico')!r} model, not {system!r}")
+            if not (path / BASE_FILE).is_file() and not (checkpoint or config.base_checkpoints.get("checkpoint")):
+                raise BaselineError(f"{path}: no {BASE_FILE}; pass --checkpoint (and --clip) for the frozen base")
             tokenizer = AutoTokenizer.from_pretrained(path)
             # the official files ``mixedparts-baseline train`` recorded in the config, unless given here
             model = MultiImageLlavaForCausalLM.from_pretrained(

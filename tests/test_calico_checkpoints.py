@@ -271,7 +271,8 @@ def test_a_run_saved_before_sub_config_objects_loads_with_its_old_config_json(tm
 
 
 def test_a_baseline_saved_before_sub_config_objects_loads_as_its_own_class(tmp_path):
-    from baselines.multi_image_llava import MultiImageLlavaForCausalLM
+    from baselines.errors import BaselineError
+    from baselines.multi_image_llava import MultiImageLlavaForCausalLM, load_model
     from calico_baseline.config import CalicoConfig
 
     config = CalicoConfig.from_pretrained(SAVED_BEFORE / "lisa-tiny")
@@ -285,6 +286,9 @@ def test_a_baseline_saved_before_sub_config_objects_loads_as_its_own_class(tmp_p
     again = MultiImageLlavaForCausalLM.from_pretrained(tmp_path / "run")
     assert type(again) is MultiImageLlavaForCausalLM and again.config.baseline == "lisa"
     assert all(torch.equal(again.state_dict()[k], v) for k, v in model.state_dict().items())
+    (tmp_path / "run" / "calico_base.safetensors").unlink()
+    with pytest.raises(BaselineError, match=r"pass --checkpoint \(and --clip\) for the frozen base"):
+        load_model("lisa", tmp_path / "run")
 
 
 @pytest.fixture(scope="module")
