@@ -77,7 +77,7 @@ class CalicoProcessor:
 
     def images(self, images: list[Image.Image]) -> dict:
         c = self.config
-        clip_size = c.vision().image_size
+        clip_size = c.vision_config.image_size
         out = {"clip_pixels": self.clip_pixels(images, clip_size),
                "original_sizes": [(im.height, im.width) for im in images]}
         if c.cem_enabled:
