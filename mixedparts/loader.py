@@ -28,6 +28,7 @@ import numpy as np
 
 from mixedparts.errors import MixedPartsError
 from mixedparts.images import ImageResolver
+from mixedparts.masks import InvalidMask, decode_all
 from mixedparts.paths import DEFAULT_NAME, default_dataset_dir
 
 IMAGES_COLUMN = "pil_images"
@@ -136,99 +137,16 @@ def _check_split(folder: Path, split: str | None) -> None:
 # ------------------------------------------------------------------------------------- decoding
 
 
-def run_lengths(counts: list[str | bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Vectorized COCO compressed-RLE parsing (pycocotools' ``rleFrString``) of several strings at once.
-
-    Returns (runs, first, ok): all run lengths concatenated, the index of each string's first run
-    (plus a final end index), and per string whether it parsed cleanly (characters in range, no
-    truncated value, no negative run). Characters are 6-bit chunks from ``ord(c) - 48``: 5 value bits,
-    0x20 = more chunks follow, 0x10 in a value's last chunk = negative; from the 4th run on each value
-    is a delta to the run two places back.
-    """
-    n = len(counts)
-    raw = [c.encode("ascii") if isinstance(c, str) else bytes(c) for c in counts]
-    lengths = np.fromiter(map(len, raw), dtype=np.int64, count=n)
-    ok = lengths > 0
-    chunk = np.frombuffer(b"".join(raw), dtype=np.uint8).astype(np.int64) - 48
-    if chunk.size == 0:
-        return np.zeros(0, np.int64), np.zeros(n + 1, np.int64), ok
-    string_of_char = np.repeat(np.arange(n), lengths)
-    bad = (chunk < 0) | (chunk > 63)
-    if bad.any():
-        ok[string_of_char[bad]] = False
-        chunk = np.where(bad, 0, chunk)
-    more = (chunk & 0x20) != 0
-    last_char = np.cumsum(lengths)[lengths > 0] - 1
-    truncated = more[last_char]
-    if truncated.any():
-        ok[string_of_char[last_char[truncated]]] = False
-        more[last_char] = False
-    ends = np.flatnonzero(~more)
-    starts = np.empty_like(ends)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    place = np.arange(chunk.size) - np.repeat(starts, ends - starts + 1)
-    if place.max(initial=0) >= 7:  # longer than 35 bits: never written by pycocotools
-        ok[string_of_char[place >= 7]] = False
-        place = np.minimum(place, 6)
-    values = np.add.reduceat((chunk & 0x1F) << (5 * place), starts)
-    negative = (chunk[ends] & 0x10) != 0
-    values[negative] -= np.int64(1) << (5 * (place[ends[negative]] + 1))
-    owner = string_of_char[ends]
-    per_string = np.bincount(owner, minlength=n)
-    first = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(per_string, out=first[1:])
-    index = np.arange(len(values)) - first[owner]
-    odd = (index & 1) == 1
-    even = ~odd & (index >= 2)
-    odd_sums = np.cumsum(np.where(odd, values, 0))
-    even_sums = np.cumsum(np.where(even, values, 0))
-    base = first[owner]
-    # Running sums within each string: subtract the sum before the string's first value.
-    before_odd = np.where(base > 0, odd_sums[base - 1], 0)
-    before_even = np.where(base > 0, even_sums[base - 1], 0)
-    runs = np.where(odd, odd_sums - before_odd, np.where(even, even_sums - before_even, values))
-    if (runs < 0).any():
-        ok[owner[runs < 0]] = False
-    return runs, first, ok
-
-
 def decode_masks(segments: list[Mapping]) -> list[np.ndarray]:
-    """Each segment's RLE as a (height, width) bool array, equal to pycocotools' ``decode``.
-
-    All masks of a row are parsed and expanded together with numpy (one ``np.repeat``): several
-    times faster than pycocotools' byte loop at COCO sizes. Each array is a Fortran-ordered view
-    into one buffer per row. A malformed RLE raises :class:`MaskError` (pycocotools would raise or
-    return garbage).
+    """Each segment's RLE as a (height, width) bool array, equal to pycocotools' ``decode``
+    (:func:`mixedparts.masks.decode_all`: a row's masks are expanded together, as views into one
+    buffer). A malformed RLE raises :class:`MaskError` (pycocotools would raise or return garbage).
     """
-    if not segments:
-        return []
-    sizes = [(int(s["mask"]["size"][0]), int(s["mask"]["size"][1])) for s in segments]
-    runs, first, ok = run_lengths([s["mask"]["counts"] for s in segments])
-    pixels = np.array([h * w for h, w in sizes], dtype=np.int64)
-    total = np.zeros(runs.size + 1, dtype=np.int64)
-    np.cumsum(runs, out=total[1:])
-    ok &= (total[first[1:]] - total[first[:-1]]) == pixels
-    out: list[np.ndarray | None] = [None] * len(segments)
-    good = np.flatnonzero(ok)
-    if good.size:
-        keep = np.repeat(ok, np.diff(first))  # the runs of the strings that parsed
-        kept_runs = runs[keep]
-        parity = (np.arange(runs.size) - np.repeat(first[:-1], np.diff(first)))[keep] & 1
-        flat = np.repeat(parity.astype(bool), kept_runs)
-        offset = 0
-        for i in good:
-            h, w = sizes[i]
-            out[i] = flat[offset:offset + h * w].reshape(w, h).T
-            offset += h * w
-    bad = np.flatnonzero(~ok)
-    if bad.size:
-        from mixedparts.masks import validation_error
-
-        i = int(bad[0])
-        reason = validation_error({"size": list(sizes[i]), "counts": segments[i]["mask"]["counts"]}) or "malformed"
-        raise MaskError(f"segment {i} ({segments[i].get('label', '?')!r}): invalid RLE mask: {reason}")
-    return out  # type: ignore[return-value]
+    try:
+        return decode_all([s["mask"] for s in segments])
+    except InvalidMask as error:
+        label = segments[error.index].get("label", "?")
+        raise MaskError(f"segment {error.index} ({label!r}): invalid RLE mask: {error.reason}") from None
 
 
 class Decoder:
