@@ -13,6 +13,10 @@ each row also carries
 Decoding happens on access (``Dataset.set_transform``; ``IterableDataset.map`` when streaming), one
 row or batch at a time: the split is never materialized. ``mixedparts.torch_data.collate`` batches
 such rows for PyTorch.
+
+Without ``datasets``, :func:`iter_rows` / :func:`read_rows` read the same rows as plain dicts from
+the shards (scoring, the baselines, Calico and the exports read through them) and
+:func:`image_resolver` finds the same dataset's image roots.
 """
 
 from __future__ import annotations
@@ -134,6 +138,12 @@ def _check_split(folder: Path, split: str | None) -> None:
         raise DatasetLoadError(f"{folder}: no split {base!r} (splits present: {', '.join(local_splits(folder))})")
 
 
+def split_shards(folder: Path, split: str) -> list[Path]:
+    """The Parquet shards of one split of a dataset folder, in row order."""
+    _check_split(folder, split)
+    return sorted((folder / "data").glob(f"{split}-*.parquet"))
+
+
 # ------------------------------------------------------------------------------------- decoding
 
 
@@ -188,8 +198,11 @@ class Decoder:
 def decode_row(row: Mapping, image_roots: Mapping | ImageResolver | None = None, *, images: bool = True,
                masks: bool = True, dataset_dir: str | os.PathLike | None = None) -> dict:
     """Decode one plain row (e.g. from :func:`mixedparts.metrics.ground_truth.read_dataset_split`)."""
-    resolver = image_roots if isinstance(image_roots, ImageResolver) else ImageResolver.for_dataset(
-        dataset_dir, image_roots)
+    if isinstance(image_roots, ImageResolver):
+        resolver = image_roots
+    else:
+        resolver = image_resolver(dataset_dir, image_roots) if dataset_dir is not None else ImageResolver(
+            None, image_roots, None)
     return Decoder(resolver, images=images, masks=masks).example(dict(row))
 
 
@@ -220,7 +233,7 @@ def load_dataset(path: str | os.PathLike | None = DEFAULT_NAME, split: str | Non
     local = isinstance(where, Path)
     if local:
         _check_split(where, split)
-    resolver = ImageResolver.for_dataset(where, image_roots) if local else ImageResolver(None, image_roots, None)
+    resolver = image_resolver(where, image_roots)
     if decode_images and check_image_roots and local:
         manifest_sources = set(resolver.manifest_roots) | set(resolver.user_roots)
         splits = [re.match(r"^[^\[+]+", split).group(0).strip()] if split else local_splits(where)
@@ -292,21 +305,48 @@ def _with_decoder(dataset, decoder: Decoder):
 # ------------------------------------------------------------------------------------- plain rows
 
 
-def read_rows(path: str | os.PathLike | None, split: str, columns: Iterable[str] | None = None,
-              task: str | None = None) -> list[dict]:
-    """All rows of one split as plain dicts (no ``datasets`` cache for local folders), optionally of one task."""
+def iter_rows(path: str | os.PathLike | None, split: str, columns: Iterable[str] | None = None, *,
+              task: str | None = None, limit: int | None = None) -> Iterator[dict]:
+    """The rows of one split as plain dicts, in shard order: the read path of scoring, the baselines,
+    Calico and the export commands (``load_dataset`` is the ``datasets`` view of the same shards).
+
+    ``path`` is a dataset folder, ``"mixedparts"`` (the default location) or a Hub repo id (streamed,
+    no ``datasets`` cache for local folders); ``columns`` default to the schema's sample fields;
+    ``task`` keeps the rows of one task; reading stops after ``limit`` rows. Images and masks stay
+    records: :func:`decode_row` (with :func:`image_resolver`) opens and decodes them.
+    """
     from mixedparts.schema import SAMPLE_FIELDS
 
     columns = list(columns or SAMPLE_FIELDS)
     needed = columns + [c for c in ("task",) if task and c not in columns]
-    rows: list[dict] = []
+    left = limit
+    if left is not None and left <= 0:
+        return
     for table in iter_tables(path, [split], needed):
         if task:
             import pyarrow.compute as pc
 
             table = table.filter(pc.equal(table["task"], task))
-        rows += table.select(columns).to_pylist()
-    return rows
+        if left is not None:
+            table = table.slice(0, left)
+            left -= table.num_rows
+        yield from table.select(columns).to_pylist()
+        if left == 0:
+            return
+
+
+def read_rows(path: str | os.PathLike | None, split: str, columns: Iterable[str] | None = None,
+              task: str | None = None, *, limit: int | None = None) -> list[dict]:
+    """:func:`iter_rows` as a list."""
+    return list(iter_rows(path, split, columns, task=task, limit=limit))
+
+
+def image_resolver(path: str | os.PathLike | None, image_roots: Mapping | None = None) -> ImageResolver:
+    """Where the images of the dataset at ``path`` are: its ``manifest.json`` roots (none for a Hub id),
+    overridden per source by ``image_roots``. ``path`` is located as the rows are (:func:`resolve`)."""
+    where = resolve(path)
+    return ImageResolver.for_dataset(where, image_roots) if isinstance(where, Path) else \
+        ImageResolver(None, image_roots, None)
 
 
 def iter_tables(path: str | os.PathLike | None, splits: Iterable[str] | None, columns: list[str],
@@ -320,8 +360,7 @@ def iter_tables(path: str | os.PathLike | None, splits: Iterable[str] | None, co
     if isinstance(where, Path):
         names = local_splits(where) if splits is None else list(splits)
         for split in names:
-            _check_split(where, split)
-            for shard in sorted((where / "data").glob(f"{split}-*.parquet")):
+            for shard in split_shards(where, split):
                 try:
                     parquet = pq.ParquetFile(shard)
                     for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
@@ -364,17 +403,10 @@ def add_dataset_arguments(parser, split: str | None = "test", image_roots: bool 
 def resolver_from_args(args) -> ImageResolver:
     from mixedparts.images import parse_root_options
 
-    where = resolve(args.data)
-    roots = parse_root_options(getattr(args, "image_root", None))
-    return ImageResolver.for_dataset(where, roots) if isinstance(where, Path) else ImageResolver(None, roots, None)
+    return image_resolver(args.data, parse_root_options(getattr(args, "image_root", None)))
 
 
 # ------------------------------------------------------------------------------------- picking rows
-
-
-def _shards(folder: Path, split: str) -> list[Path]:
-    _check_split(folder, split)
-    return sorted((folder / "data").glob(f"{split}-*.parquet"))
 
 
 def row_positions(path: str | os.PathLike | None, split: str, task: str | None = None,
@@ -385,7 +417,7 @@ def row_positions(path: str | os.PathLike | None, split: str, task: str | None =
     where = resolve(path)
     columns = [c for c, v in (("task", task), ("sample_id", sample_id)) if v is not None]
     if isinstance(where, Path):
-        shards = _shards(where, split)
+        shards = split_shards(where, split)
         if not columns:
             return np.arange(sum(pq.ParquetFile(s).metadata.num_rows for s in shards))
         import pyarrow as pa
@@ -413,7 +445,7 @@ def rows_at(path: str | os.PathLike | None, split: str, positions: Iterable[int]
     if not isinstance(where, Path):
         dataset = _hub_split(where, split)
         return [dataset[p] for p in positions]
-    shards = _shards(where, split)
+    shards = split_shards(where, split)
     starts = np.cumsum([0] + [pq.ParquetFile(s).metadata.num_rows for s in shards])
     found: dict[int, dict] = {}
     for n, shard in enumerate(shards):
