@@ -106,8 +106,9 @@ def parse_counts(counts: Sequence[str | bytes], exact: bool = False) -> RunLengt
     if chunk.size == 0:
         return RunLengths(np.zeros(0, dtype=object if exact else np.int64), first, problem)
     string_of_char = np.repeat(np.arange(n), lengths)
-    bad = (chunk < 0) | (chunk > 63)
-    chunk[bad] = 0
+    bad = np.flatnonzero((chunk < 0) | (chunk > 63))
+    if bad.size:
+        chunk[bad] = 0
     more = (chunk & 0x20) != 0
     last_char = np.cumsum(lengths)[lengths > 0] - 1
     truncated = string_of_char[last_char[more[last_char]]]  # the last value never ends
@@ -115,10 +116,10 @@ def parse_counts(counts: Sequence[str | bytes], exact: bool = False) -> RunLengt
     ends = np.flatnonzero(~more)
     starts = np.concatenate(([0], ends[:-1] + 1))
     place = np.arange(chunk.size) - np.repeat(starts, ends - starts + 1)
-    too_long = string_of_char[place >= _MAX_CHUNKS]
+    too_long = string_of_char[place >= _MAX_CHUNKS] if place.max() >= _MAX_CHUNKS else string_of_char[:0]
     if exact:
         chunk, place = chunk.astype(object), place.astype(object)
-    else:
+    elif too_long.size:
         place = np.minimum(place, _MAX_CHUNKS - 1)
     # Each chunk adds its 5 bits at its place in its value; the bits never overlap, so a sum is an OR.
     values = np.add.reduceat((chunk & 0x1F) << (5 * place), starts)
@@ -138,7 +139,9 @@ def parse_counts(counts: Sequence[str | bytes], exact: bool = False) -> RunLengt
     runs = np.where(odd, odd_sums[1:] - odd_sums[string_first],
                     np.where(even, even_sums[1:] - even_sums[string_first], values))
     # Later assignments win: the order is the codes' order of precedence.
-    problem[owner[runs < 0]] = NEGATIVE_RUN
+    negative_runs = runs < 0
+    if negative_runs.any():
+        problem[owner[negative_runs]] = NEGATIVE_RUN
     if not exact:
         problem[too_long] = TOO_LONG_VALUE
     problem[truncated] = TRUNCATED
@@ -279,9 +282,12 @@ def decode_all(rles: Sequence[Mapping]) -> list[np.ndarray]:
     ok = problem == FINE
     out: list[np.ndarray | None] = [None] * len(rles)
     runs_per_string = np.diff(first)
-    keep = np.repeat(ok, runs_per_string)
     parity = ((np.arange(runs.size) - np.repeat(first[:-1], runs_per_string)) & 1).astype(bool)
-    flat = np.repeat(parity[keep], runs[keep])
+    if ok.all():
+        flat = np.repeat(parity, runs)
+    else:
+        keep = np.repeat(ok, runs_per_string)
+        flat = np.repeat(parity[keep], runs[keep])
     offset = 0
     for i in np.flatnonzero(ok).tolist():
         h, w = sizes[i]
