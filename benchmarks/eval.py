@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from pycocotools import mask as mask_utils
 
 from mixedparts.predictions import write_predictions
-from mixedparts.schema import SAMPLE_FEATURES
+from mixedparts.schema import SAMPLE_FEATURES, TASKS
 
 SIZES = [(480, 640), (640, 480), (427, 640), (375, 500)]
 OBJECTS = ["chair", "table", "dog", "cat", "car", "bicycle", "bottle", "cup", "bench", "horse", "bird", "boat",
@@ -115,9 +115,8 @@ def synthesize(samples: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     pool = {size: [random_object(rng, *size) for _ in range(300)] for size in SIZES}
     rows, predictions = [], []
-    tasks = ("common_object", "common_parts", "unique_parts")
     for number in range(samples):
-        task = tasks[number % 3]
+        task = TASKS[number % 3]
         sample_id = f"bench-{number:07d}"
         category = str(rng.choice(OBJECTS))
         part_names = list(rng.choice(PARTS, size=6, replace=False))
