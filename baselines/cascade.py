@@ -16,8 +16,8 @@ Three stages behind small interfaces, so each can be swapped:
    LISA-7B-v1) uses :class:`baselines.multi_image_llava.LisaSegmenter`; ``--segmenter MODULE:FACTORY``
    loads any other (``FACTORY(args)`` returns the segmenter).
 
-:class:`ChatClient` is a stdlib (urllib) chat-completions client with a per-request timeout and
-retries on timeouts, connection errors, 429 and 5xx. Each endpoint gets only its own key, read from
+:class:`ChatClient` is an httpx chat-completions client with a per-request timeout and retries on
+timeouts, connection errors, 429 and 5xx. Each endpoint gets only its own key, read from
 the environment variable its own option names (``--describer-key-env``, none by default: the
 describer is usually a self-hosted or third-party Sparkles server that must never see the OpenAI
 key; ``--structurer-key-env``, default ``OPENAI_API_KEY``); keys are never written anywhere.
@@ -38,11 +38,7 @@ import io
 import json
 import os
 import re
-import socket
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -63,60 +59,55 @@ class StructureError(BaselineError):
 
 
 class ChatClient:
-    """POST ``{base_url}/chat/completions``; returns the first choice's message content."""
+    """POST ``{base_url}/chat/completions``; returns the first choice's message content.
+
+    Timeouts, lost connections, 429 and 5xx are retried ``retries`` times (:mod:`mixedparts.http_retry`);
+    any other refusal, and a reply that is not a chat completion, fail at once.
+    """
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 60.0,
                  retries: int = 2, backoff: float = 1.0):
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.api_key, self.timeout = model, api_key, timeout
         self.retries, self.backoff = retries, backoff
+        self._client = None
 
     def complete(self, messages: list[dict], *, json_mode: bool = False, max_tokens: int | None = None) -> str:
+        import httpx
+
+        from mixedparts.http_retry import SERVER_ERRORS, retrying_client
+
         body = {"model": self.model, "messages": messages, "temperature": 0}
         if json_mode:
             body["response_format"] = {"type": "json_object"}
         if max_tokens:
             body["max_tokens"] = max_tokens
-        data = json.dumps(body).encode("utf-8")
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        problem = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    payload = json.loads(response.read().decode("utf-8"))
-            except urllib.error.HTTPError as error:
-                detail = error.read().decode("utf-8", "replace")[:200]
-                problem = f"HTTP {error.code}: {detail}"
-                if error.code == 429 or error.code >= 500:
-                    continue
-                raise ChatError(f"{self.url}: {problem}") from None
-            except (TimeoutError, socket.timeout) as error:
-                problem = f"no answer within {self.timeout:g} s ({error})"
-                continue
-            except urllib.error.URLError as error:
-                if isinstance(error.reason, (TimeoutError, socket.timeout)):
-                    problem = f"no answer within {self.timeout:g} s"
-                else:
-                    problem = f"cannot connect: {error.reason}"
-                continue
-            except (ValueError, OSError) as error:
-                problem = f"unreadable reply: {error}"
-                continue
-            try:
-                content = payload["choices"][0]["message"]["content"]
-            except (KeyError, IndexError, TypeError):
-                problem = f"reply without choices[0].message.content: {str(payload)[:200]}"
-                continue
-            if not isinstance(content, str):
-                problem = "message content is not text"
-                continue
-            return content
-        raise ChatError(f"{self.url}: gave up after {self.retries + 1} tries: {problem}")
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        if self._client is None:  # one connection pool per endpoint, kept for the run
+            self._client = retrying_client(self.retries, self.backoff, statuses=(429, *SERVER_ERRORS),
+                                           timeout=self.timeout)
+        gave_up = f"{self.url}: gave up after {self.retries + 1} tries"
+        try:
+            response = self._client.post(self.url, json=body, headers=headers)
+        except httpx.TimeoutException as error:
+            raise ChatError(f"{gave_up}: no answer within {self.timeout:g} s ({error})") from None
+        except httpx.ConnectError as error:
+            raise ChatError(f"{gave_up}: cannot connect: {error}") from None
+        except httpx.HTTPError as error:
+            raise ChatError(f"{gave_up}: connection lost: {error}") from None
+        if response.status_code == 429 or response.status_code >= 500:
+            raise ChatError(f"{gave_up}: HTTP {response.status_code}: {response.text[:200]}")
+        if not response.is_success:
+            raise ChatError(f"{self.url}: HTTP {response.status_code}: {response.text[:200]}")
+        try:
+            content = response.json()["choices"][0]["message"]["content"]
+        except ValueError as error:
+            raise ChatError(f"{self.url}: unreadable reply: {error}") from None
+        except (KeyError, IndexError, TypeError):
+            raise ChatError(f"{self.url}: reply without choices[0].message.content: {response.text[:200]}") from None
+        if not isinstance(content, str):
+            raise ChatError(f"{self.url}: message content is not text")
+        return content
 
 
 def data_url(image) -> str:
@@ -278,7 +269,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="environment variable holding the structurer endpoint's API key (default "
                              "OPENAI_API_KEY); it is sent to --structurer-url only")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per chat request (default 120)")
-    parser.add_argument("--retries", type=int, default=2, help="retries per request on timeouts and 5xx")
+    parser.add_argument("--retries", type=int, default=2,
+                        help="retries per request on timeouts, dropped connections, 429 and 5xx")
     parser.add_argument("--structure-retries", type=int, default=2, help="re-asks on malformed structurer JSON")
     parser.add_argument("--max-consecutive-failures", type=positive_int, default=5, metavar="N",
                         help="stop the run after N samples in a row whose chat endpoint could not be reached or "

@@ -12,6 +12,8 @@ import importlib
 import sys
 import time
 
+from mixedparts.errors import parse_and_run
+
 # name -> (module, run function, help)
 SYSTEMS = {
     "oracle": ("baselines.reference", "oracle", "the ground truth itself (every metric 100; checks the scoring path)"),
@@ -56,17 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return parse_and_run(build_parser(), argv, run, prog=lambda args: f"mixedparts-baseline {args.system}")
+
+
+def run(args: argparse.Namespace) -> int:
     from mixedparts.errors import MixedPartsError
     from mixedparts.predictions import write_predictions
 
     from baselines.common import Images, load_rows
-    from baselines.errors import BaselineError
 
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit:
-        return int(exit.code or 0)
     if args.system == "train":
         from baselines.train import main as train_main
 
@@ -78,17 +78,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.limit is not None:
             rows = rows[:args.limit]
         images = Images(args.data, args.image_root)
-        run = getattr(importlib.import_module(module_name), function)
-        predictions = run(args, rows, images)
-        path = write_predictions(args.out, predictions, model=args.model_name or args.system, split=args.split)
-    except (MixedPartsError, BaselineError) as error:
+        predictions = getattr(importlib.import_module(module_name), function)(args, rows, images)
+    except MixedPartsError as error:
         partial = getattr(error, "predictions", None)
         if partial:  # a run that failed as a whole still leaves what it predicted, for inspection
             path = write_predictions(args.out, partial, model=args.model_name or args.system, split=args.split)
             print(f"mixedparts-baseline {args.system}: {len(partial)} predictions written to {path} for "
                   f"inspection", file=sys.stderr)
-        print(f"mixedparts-baseline {args.system}: error: {error}", file=sys.stderr)
-        return 2
+        raise
+    path = write_predictions(args.out, predictions, model=args.model_name or args.system, split=args.split)
     masks = sum(len(p["segments"]) for p in predictions)
     print(f"{args.system}: {len(predictions)} predictions with {masks} masks on {args.split} "
           f"in {time.perf_counter() - started:.1f} s -> {path}")

@@ -81,18 +81,16 @@ class Images:
     """Opens the images of dataset rows: roots from the dataset's manifest, overridden by ``--image-root``."""
 
     def __init__(self, data: str | os.PathLike | None, roots: list[str] | None = None):
-        from mixedparts.images import manifest_image_roots, parse_root_options
+        from mixedparts.images import parse_root_options
+        from mixedparts.loader import image_resolver
 
-        self.roots = dict(manifest_image_roots(data)) if data is not None and os.path.isdir(data) else {}
-        self.roots.update(parse_root_options(roots or []))
+        self.resolver = image_resolver(data, parse_root_options(roots or []))
 
     def open(self, row: dict, index: int):
-        from mixedparts.images import open_image
-
-        return open_image(row, index, self.roots)
+        return self.resolver.open(row["source"], row["split"], row["images"][index])
 
     def open_all(self, row: dict) -> list:
-        return [self.open(row, i) for i in range(len(row["images"]))]
+        return self.resolver.open_all(row["source"], row["split"], row["images"])
 
 
 def load_rows(data: str | os.PathLike, split: str) -> list[dict]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mixedparts.errors import MixedPartsError
 
-class BaselineError(Exception):
-    """A baseline cannot run: the message says why and what to do."""
+
+class BaselineError(MixedPartsError):
+    """A baseline cannot run: the message says why and what to do (one line, exit code 2, as any input problem)."""

@@ -70,10 +70,10 @@ class ClipVisualTokenizer(nn.Module):
         super().__init__()
         v = config.vision_config
         self.vision_tower = CLIPVisionModel(CLIPVisionConfig(
-            hidden_size=v["hidden_size"], intermediate_size=v["intermediate_size"],
-            num_hidden_layers=v["num_hidden_layers"], num_attention_heads=v["num_attention_heads"],
-            image_size=v["image_size"], patch_size=v["patch_size"]))
-        d_v, d_llm = v["hidden_size"], config.text_config["hidden_size"]
+            hidden_size=v.hidden_size, intermediate_size=v.intermediate_size,
+            num_hidden_layers=v.num_hidden_layers, num_attention_heads=v.num_attention_heads,
+            image_size=v.image_size, patch_size=v.patch_size))
+        d_v, d_llm = v.hidden_size, config.text_config.hidden_size
         kind = getattr(config, "mm_projector_type", "linear")
         if kind == "linear":
             self.mm_projector = nn.Linear(d_v, d_llm)
@@ -107,6 +107,15 @@ class MultiImageLlavaForCausalLM(CalicoForCausalLM):
         name = {"lisa": "Multi-Image LISA", "glamm": "Multi-Image GLaMM"}.get(self.config.baseline,
                                                                             str(self.config.baseline))
         return name + super().trainable_summary().removeprefix("Calico")
+
+    def load_base_checkpoints(self, strict: bool = True, dtype: torch.dtype | None = None) -> dict:
+        """The official LISA/GLaMM file (``base_checkpoints["checkpoint"]``) and maybe a CLIP one (``"clip"``)."""
+        bases = self.config.base_checkpoints
+        unknown = sorted(set(bases) - {"checkpoint", "clip"})
+        if unknown or not bases.get("checkpoint"):
+            raise ValueError(f"base_checkpoints {sorted(bases)}: Multi-Image LISA/GLaMM need 'checkpoint' (the "
+                             "official file) and maybe 'clip'")
+        return load_official(self, bases["checkpoint"], bases.get("clip"), strict=strict, dtype=dtype)
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         # keys are state-dict prefixes: checkpoints.trained_state_dict saves the parameters under them
@@ -246,16 +255,8 @@ def build_official(system: str, checkpoint, clip=None, tokenizer=None, dtype: to
         tok["text_config"]["vocab_size"] = max(len(tokenizer), sizes.get("text_config", {}).get("vocab_size", 0))
     bases = {k: str(v) for k, v in (("checkpoint", checkpoint), ("clip", clip)) if v is not None}
     config = baseline_config(system, base_checkpoints=bases, **layered(sizes, tok, overrides))
-    if dtype is not None:
-        with torch.device("meta"):
-            model = MultiImageLlavaForCausalLM(config)
-    else:
-        model = MultiImageLlavaForCausalLM(config)
-    report = load_official(model, checkpoint, clip, strict=strict, dtype=dtype)
-    if trainable_dtype is not None and trainable_dtype != (dtype or torch.float32):
-        for param in model.trainable_parameters().values():
-            param.data = param.data.to(trainable_dtype)
-    return model, report
+    return MultiImageLlavaForCausalLM.from_base_checkpoints(config, dtype=dtype, trainable_dtype=trainable_dtype,
+                                                            strict=strict)
 
 
 # ------------------------------------------------------------------ loading and the runner
@@ -265,21 +266,19 @@ def load_model(system: str, model_dir=None, checkpoint=None, clip=None, tokenize
                dtype: torch.dtype | None = None):
     """(model, tokenizer) for inference, on ``device`` in ``dtype`` (``None``: fp32).
 
-    ``model_dir``: a folder written by :func:`calico_baseline.checkpoints.save_trained` for this model
-    (config.json, the trained parts, the tokenizer; the frozen base from its ``calico_base.safetensors``
-    or from ``checkpoint``/``clip``). Without it: zero-shot from the official ``checkpoint`` (and
+    ``model_dir``: a folder written by ``save_pretrained`` for this model (config.json, the trained parts, the
+    tokenizer; the frozen base from its ``calico_base.safetensors`` or from ``checkpoint``/``clip``, which
+    override the official files its config names). Without it: zero-shot from the official ``checkpoint`` (and
     ``clip``), the tokenizer from ``tokenizer_path`` or the checkpoint folder. With a ``dtype`` and official
     files the model is built on the ``meta`` device and each shard is loaded straight into ``dtype``.
     """
+    import sys
     from pathlib import Path
 
-    from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
     from baselines.errors import BaselineError
-    import sys
-
-    from calico_baseline.checkpoints import BASE_FILE, TRAINED_FILE, report_line
+    from calico_baseline.checkpoints import BASE_FILE, report_line
     from calico_baseline.tokenization import add_grounding_tokens
 
     try:
@@ -288,27 +287,12 @@ def load_model(system: str, model_dir=None, checkpoint=None, clip=None, tokenize
             config = CalicoConfig.from_pretrained(path)
             if getattr(config, "baseline", None) != system:
                 raise BaselineError(f"{path}: holds a {getattr(config, 'baseline', 'calico')!r} model, not {system!r}")
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            bases = config.base_checkpoints  # recorded by ``mixedparts-baseline train``
-            official = checkpoint or bases.get("checkpoint")
-            if (path / BASE_FILE).is_file():
-                model = MultiImageLlavaForCausalLM(config)
-                model.load_state_dict(load_file(str(path / BASE_FILE)), strict=False)
-            elif official is not None:
-                if dtype is not None:
-                    with torch.device("meta"):
-                        model = MultiImageLlavaForCausalLM(config)
-                else:
-                    model = MultiImageLlavaForCausalLM(config)
-                load_official(model, official, clip or bases.get("clip"), strict=False, dtype=dtype)
-            else:
+            if not (path / BASE_FILE).is_file() and not (checkpoint or config.base_checkpoints.get("checkpoint")):
                 raise BaselineError(f"{path}: no {BASE_FILE}; pass --checkpoint (and --clip) for the frozen base")
-            trained = load_file(str(path / TRAINED_FILE))
-            own = model.state_dict()
-            trained = {k: v.to(own[k].dtype) if k in own and v.is_floating_point() else v for k, v in trained.items()}
-            result = model.load_state_dict(trained, strict=False)
-            if result.unexpected_keys:
-                raise BaselineError(f"{path / TRAINED_FILE}: unexpected keys {result.unexpected_keys[:5]}")
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            # the official files ``mixedparts-baseline train`` recorded in the config, unless given here
+            model = MultiImageLlavaForCausalLM.from_pretrained(
+                path, config=config, dtype=dtype, base_checkpoints={"checkpoint": checkpoint, "clip": clip})
         elif checkpoint is not None:
             tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or checkpoint)
             add_grounding_tokens(tokenizer)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 def configure(parser) -> None:
-    parser.add_argument("--model", metavar="DIR", help="fine-tuned model folder (calico_baseline save_trained layout)")
+    parser.add_argument("--model", metavar="DIR", help="fine-tuned model folder (as save_pretrained writes it)")
     parser.add_argument("--checkpoint", metavar="PATH", help="the official checkpoint (LISA-7B-v1 / "
                         "GLaMM-GranD-Pretrained), file or folder")
     parser.add_argument("--clip", metavar="PATH", help="a transformers CLIP checkpoint, when the official one "

@@ -78,16 +78,14 @@ def vocabulary_from_rows(rows: Iterable[dict]) -> list[str]:
 
 
 def dataset_vocabulary(data: str | os.PathLike, fallback: list[dict]) -> list[str]:
-    """The vocabulary of every split of a dataset folder (``fallback`` rows when it has no folder)."""
-    from mixedparts.metrics.ground_truth import read_dataset_split
+    """The vocabulary of every split of a dataset folder (of the ``fallback`` rows for a Hub dataset)."""
+    from mixedparts.loader import iter_rows, local_splits, resolve
 
-    folder = Path(data)
-    splits = sorted({p.name.split("-")[0] for p in (folder / "data").glob("*.parquet")}) if folder.is_dir() else []
-    if not splits:
+    where = resolve(data)
+    if not isinstance(where, Path):
         return vocabulary_from_rows(fallback)
-    rows = [row for split in splits for row in read_dataset_split(folder, split, columns=("sample_id", "source",
-            "split", "task", "images", "objects", "segments"))]
-    return vocabulary_from_rows(rows)
+    return vocabulary_from_rows([row for split in local_splits(where)
+                                 for row in iter_rows(where, split, columns=("images", "objects", "segments"))])
 
 
 def prompt(name: str) -> str:

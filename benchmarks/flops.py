@@ -104,21 +104,23 @@ def configs(width_divisor: int = 1, depth_divisor: int = 1) -> dict:
                encoder_depth=shallower(sam["encoder_depth"], depth_divisor),
                encoder_global_attn_indexes=layer_map(sam["encoder_global_attn_indexes"], sam["encoder_depth"],
                                                      depth_divisor))
-    text = narrow(calico.text_config)
-    vision = narrow({**calico.vision().to_dict(), **calico.vision_config})
+    text = narrow(calico.text_config.to_dict())
+    vision = narrow(calico.vision_config.to_dict())
     vision = {k: vision[k] for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                                      "image_size", "patch_size")}
-    qformer = narrow({**calico.qformer().to_dict(), **calico.qformer_config})
+    qformer = narrow(calico.qformer_config.to_dict())
     qformer = {k: qformer[k] for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")}
-    dino = narrow(calico.dino_config)
+    # Backbone stage names follow the depth; the narrowed config derives them again from its own.
+    dino = narrow({k: v for k, v in calico.dino_config.to_dict().items()
+                   if k not in ("stage_names", "out_features", "out_indices")})
     small_calico = preset("calico-7b", text_config=text, vision_config=vision, qformer_config=qformer,
                           dino_config=dino, sam_config=sam, cem_num_heads=max(1, vision["num_attention_heads"]),
-                          cam_layers=layer_map(calico.cam_layers, calico.text_config["num_hidden_layers"],
+                          cam_layers=layer_map(calico.cam_layers, calico.text_config.num_hidden_layers,
                                                depth_divisor))
     out = {"Calico": small_calico}
     for name, system in (("MI-GLaMM", "glamm"), ("MI-LISA", "lisa")):
         full = baseline_config(system)
-        out[name] = baseline_config(system, text_config=text, vision_config=narrow(full.vision_config),
+        out[name] = baseline_config(system, text_config=text, vision_config=narrow(full.vision_config.to_dict()),
                                     sam_config=sam)
     return out
 
@@ -189,10 +191,10 @@ def demo_dataset() -> Path:
 def answer_steps(model, lengths: dict, seg_per_image: list[int], device) -> dict:
     """Callables running each component of one whole answer (shared by the FLOP count and the timing)."""
     c = model.config
-    size = c.vision().image_size
+    size = c.vision_config.image_size
     pixels = torch.zeros(IMAGES, 3, size, size, device=device)
     sam_size = c.sam_config["image_size"]
-    d_llm = c.text_config["hidden_size"]
+    d_llm = c.text_config.hidden_size
     prompt = lengths["prompt"] + IMAGES * vision_tokens(c)
     state = {}
 
@@ -259,7 +261,7 @@ def seg_split(segs: float) -> list[int]:
 
 def decode_step_flops(model, cache_length: int) -> float:
     """FLOPs of one cached greedy step (LLM + lm_head) after ``cache_length`` tokens."""
-    d_llm = model.config.text_config["hidden_size"]
+    d_llm = model.config.text_config.hidden_size
     out = model.llm.model(inputs_embeds=torch.zeros(1, cache_length, d_llm), use_cache=True,
                           position_ids=torch.arange(cache_length)[None])
     cache = getattr(out, "past_key_values", None) or getattr(out, "cache", None)

@@ -17,6 +17,7 @@ Key maps, checkpoint → Calico:
 Buffers that older transformers versions saved and that are no parameters (:data:`IGNORED_BUFFERS`) are
 skipped and listed under ``ignored``. Model sizes can come from the checkpoints themselves
 (:func:`sizes_from_checkpoints`). Nothing is fetched: every path is a local file or folder.
+Every function here takes the model it fills: ``modeling`` imports this module, never the reverse.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from calico_baseline.config import CalicoConfig
 
 TRAINED_FILE = "calico_trained.safetensors"
 BASE_FILE = "calico_base.safetensors"
+BASE_KINDS = ("glamm", "blip2", "dino")  # the keys of CalicoConfig.base_checkpoints
 UNUSED_GLAMM = ("model.mm_projector.", "model.region_encoder.", "model.vision_tower.")
 IGNORED_BUFFERS = (
     # older LlamaRotaryEmbedding registered inv_freq as a persistent buffer (GLaMM pins transformers commit
@@ -235,7 +237,7 @@ def load_base_checkpoints(model, glamm=None, blip2=None, dino=None, strict: bool
     ``missing`` lists model weights that no checkpoint provided, other than those that start fresh
     (LoRA, CEM, CAMs, a new patch-token projector). With ``strict`` either list being non-empty raises.
     Checkpoints are read one file (shard) at a time. On a model built on the ``meta`` device (see
-    :func:`build_low_memory`) the checkpoint tensors are assigned in place of the empty parameters, cast to
+    ``CalicoForCausalLM.from_base_checkpoints``) the checkpoint tensors are assigned in place of the empty parameters, cast to
     ``dtype`` (each tensor on its own), so no full-precision copy of the model is ever made.
     """
     sources = [(MAPS[kind], path, f"{kind} checkpoint {path}")
@@ -288,29 +290,6 @@ def grow_vocabulary(key: str, value: torch.Tensor, shape: tuple, where: str) -> 
 
 
 # ---------------------------------------------------------------- low-memory build (meta device → dtype)
-def build_low_memory(config: CalicoConfig, dtype: torch.dtype = torch.bfloat16, strict: bool = True,
-                     trainable_dtype: torch.dtype | None = None, **base_paths):
-    """Calico built on the ``meta`` device, its base checkpoints (``base_paths``, else the config's) assigned
-    straight into it in ``dtype``, the fresh modules (LoRA, CEM, CAMs) materialised and initialised in
-    ``dtype`` — instead of building the full model in fp32 and casting. ``trainable_dtype`` (default ``dtype``)
-    casts the trained parameters afterwards (e.g. fp32 master weights under autocast; they are small).
-
-    Everything is created under ``torch.device("meta")`` (no parameter is ever allocated, not even transiently);
-    buffers that no checkpoint holds (the rotary frequencies) are recomputed by their modules.
-    Returns ``(model, report)`` with the report of :func:`load_base_checkpoints`.
-    """
-    from calico_baseline.modeling import CalicoForCausalLM
-
-    paths = {**config.base_checkpoints, **{k: v for k, v in base_paths.items() if v is not None}}
-    with torch.device("meta"):
-        model = CalicoForCausalLM(config)
-    report = load_base_checkpoints(model, strict=strict, dtype=dtype, **paths)
-    if trainable_dtype is not None and trainable_dtype != dtype:
-        for param in model.trainable_parameters().values():
-            param.data = param.data.to(trainable_dtype)
-    return model, report
-
-
 def materialize_fresh(model, dtype: torch.dtype) -> list[str]:
     """Give every parameter still on ``meta`` (those no checkpoint provided) real storage in ``dtype`` and the
     initialisation the eager build gives it: the module's own ``reset_parameters``, then Calico's zero-inits
@@ -378,9 +357,9 @@ def trained_state_dict(model, state: dict | None = None) -> dict[str, torch.Tens
             if "lora_" in k or any(k.startswith(name + ".") for name in model.trainable_modules())}
 
 
-def save_trained(model, out_dir: str | Path, tokenizer=None, state: dict | None = None) -> Path:
+def save_trained(model, out_dir: str | Path, state: dict | None = None) -> Path:
     """config.json + ``calico_trained.safetensors`` (+ the frozen base when the config names no base checkpoints,
-    as for ``calico-tiny`` whose frozen parts are random) + the tokenizer."""
+    as for ``calico-tiny`` whose frozen parts are random); ``model.save_pretrained`` runs this."""
     from safetensors.torch import save_file
 
     out = Path(out_dir)
@@ -392,42 +371,27 @@ def save_trained(model, out_dir: str | Path, tokenizer=None, state: dict | None 
     if not model.config.base_checkpoints:
         base = {k: v.detach().cpu().contiguous() for k, v in state.items() if k not in trained}
         save_file(base, str(out / BASE_FILE))
-    if tokenizer is not None:
-        tokenizer.save_pretrained(out)
     return out
 
 
-def load_trained(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                 **base_paths):
-    """The model saved by :func:`save_trained`, rebuilt on its base checkpoints (``base_paths`` override the config's).
-
-    With ``dtype`` (e.g. ``torch.bfloat16``) and base checkpoints, the model is built with :func:`build_low_memory`
-    (meta device, checkpoints loaded straight into ``dtype``); otherwise in fp32 and cast.
-    """
+def load_saved_base(model, file: str | Path) -> None:
+    """The frozen base :func:`save_trained` wrote beside the trained parts (``calico_base.safetensors``)."""
     from safetensors.torch import load_file
 
-    from calico_baseline.modeling import CalicoForCausalLM
+    model.load_state_dict(load_file(str(file)), strict=False)
 
-    path = Path(path)
-    config = CalicoConfig.from_pretrained(path)
-    paths = {**config.base_checkpoints, **{k: v for k, v in base_paths.items() if v is not None}}
-    if dtype is not None and paths and not (path / BASE_FILE).is_file():
-        model, _ = build_low_memory(config, dtype=dtype, **paths)
-    else:
-        model = CalicoForCausalLM(config)
-        if (path / BASE_FILE).is_file():
-            model.load_state_dict(load_file(str(path / BASE_FILE)), strict=False)
-        else:
-            load_base_checkpoints(model, **paths)
-        if dtype is not None:
-            model.to(dtype)
-    trained = load_file(str(path / TRAINED_FILE))
+
+def load_trained_parts(model, folder: str | Path) -> None:
+    """The trained parts :func:`save_trained` wrote, each cast to the dtype of the model's own tensor."""
+    from safetensors.torch import load_file
+
+    file = Path(folder) / TRAINED_FILE
+    trained = load_file(str(file))
     own = model.state_dict()
     trained = {k: v.to(own[k].dtype) if k in own and v.is_floating_point() else v for k, v in trained.items()}
     result = model.load_state_dict(trained, strict=False)
     if result.unexpected_keys:
-        raise ValueError(f"{path / TRAINED_FILE}: unexpected keys {result.unexpected_keys[:10]}")
-    return model.to(device).eval()
+        raise ValueError(f"{file}: unexpected keys {result.unexpected_keys[:10]}")
 
 
 # ---------------------------------------------------------------- sizes from the checkpoints' own files

@@ -1,8 +1,13 @@
-"""``CalicoConfig``: one flat Hugging Face config for the whole model, with the presets ``calico-7b`` and ``calico-tiny``.
+"""``CalicoConfig``: one composite Hugging Face config for the whole model, with the presets ``calico-7b`` and
+``calico-tiny``.
 
-Sub-model settings are plain dicts (JSON-friendly) turned into transformers configs on demand:
-``vision_config`` (Blip2VisionConfig: EVA-CLIP ViT-g), ``qformer_config`` (Blip2QFormerConfig),
-``dino_config`` (Dinov2Config), ``text_config`` (LlamaConfig) and ``sam_config`` (segment-anything sizes).
+As in ``Blip2Config`` / ``LlavaConfig``, each transformers sub-model has a config object built once in
+``__init__`` (from a dict, or taken as given) and written out by ``to_dict``: ``vision_config``
+(Blip2VisionConfig: EVA-CLIP ViT-g), ``qformer_config`` (Blip2QFormerConfig, its ``encoder_hidden_size`` set
+to the vision width), ``dino_config`` (Dinov2Config) and ``text_config`` (LlamaConfig). A dict naming a
+``model_type`` gets that type's config class. ``sam_config`` stays a dict of segment-anything sizes: SAM is
+built by segment-anything's own code, for which transformers has no config class.
+``base_checkpoints`` names the local folders the frozen weights come from (docs/checkpoints.md).
 Every ablation of the paper is one field: ``use_qformer``, ``use_dino``, ``use_cem``, ``use_cam``, ``cam_layers``.
 With checkpoint folders named, their own files give the sizes and a preset fills the rest (docs/checkpoints.md).
 See ``docs/model.md`` for where each default comes from.
@@ -12,7 +17,7 @@ from __future__ import annotations
 
 import copy
 
-from transformers import PretrainedConfig
+from transformers import AutoConfig, Blip2QFormerConfig, Dinov2Config, LlamaConfig, PretrainedConfig
 
 IMAGE_PLACEHOLDER_ID = -200
 """Id written in ``input_ids`` at every visual-token slot (LLaVA's ``IMAGE_TOKEN_INDEX``); the model swaps in embeddings."""
@@ -42,16 +47,39 @@ VICUNA_7B = {"vocab_size": 32007, "hidden_size": 4096, "intermediate_size": 1100
              "tie_word_embeddings": False}
 
 
+SUB_CONFIG_TYPES = {
+    # the model_type of a sub-config given as a dict that names none (every config.json written before the
+    # sub-configs were objects: their dicts held only the sizes, read as these classes)
+    "vision_config": "blip_2_vision_model",
+    "qformer_config": "blip_2_qformer",
+    "dino_config": "dinov2",
+    "text_config": "llama",
+}
+
+
+def sub_config(value: dict | PretrainedConfig | None, key: str) -> PretrainedConfig:
+    """A sub-config object: ``value`` itself when it is one, else the class of its ``model_type`` (or the default
+    of ``key``) built from the dict, as ``LlavaConfig`` builds its ``vision_config``."""
+    if isinstance(value, PretrainedConfig):
+        return value
+    settings = dict(value or {})
+    model_type = settings.pop("model_type", SUB_CONFIG_TYPES[key])
+    return AutoConfig.for_model(model_type, **settings)
+
+
 class CalicoConfig(PretrainedConfig):
     model_type = "calico"
+    # transformers walks these (attention implementation, dtype) and serialises each through its own to_dict
+    sub_configs = {"vision_config": AutoConfig, "qformer_config": Blip2QFormerConfig, "dino_config": Dinov2Config,
+                   "text_config": LlamaConfig}
 
     def __init__(
         self,
-        vision_config: dict | None = None,
-        qformer_config: dict | None = None,
+        vision_config: dict | PretrainedConfig | None = None,
+        qformer_config: dict | PretrainedConfig | None = None,
         num_query_tokens: int = 32,
-        dino_config: dict | None = None,
-        text_config: dict | None = None,
+        dino_config: dict | PretrainedConfig | None = None,
+        text_config: dict | PretrainedConfig | None = None,
         sam_config: dict | None = None,
         # ablations
         use_qformer: bool = True,
@@ -83,15 +111,16 @@ class CalicoConfig(PretrainedConfig):
         mask_loss: str = "focal",
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
-        # where the frozen base weights come from (local paths; see checkpoints.py)
+        # where the frozen base weights come from: {"glamm": path, "blip2": path, "dino": path} (local paths)
         base_checkpoints: dict | None = None,
         **kwargs,
     ):
-        self.vision_config = dict(vision_config or {})
-        self.qformer_config = dict(qformer_config or {})
+        self.vision_config = sub_config(vision_config, "vision_config")
+        self.qformer_config = sub_config(qformer_config, "qformer_config")
+        self.qformer_config.encoder_hidden_size = self.vision_config.hidden_size  # as Blip2Config
         self.num_query_tokens = int(num_query_tokens)
-        self.dino_config = dict(dino_config or DINOV2["giant"])
-        self.text_config = dict(text_config or VICUNA_7B)
+        self.dino_config = sub_config(dino_config or DINOV2["giant"], "dino_config")
+        self.text_config = sub_config(text_config or VICUNA_7B, "text_config")
         self.sam_config = {**SAM_VIT_H, **(sam_config or {})}
         self.use_qformer = bool(use_qformer)
         self.use_dino = bool(use_dino)
@@ -120,9 +149,9 @@ class CalicoConfig(PretrainedConfig):
         self.mask_loss = mask_loss
         self.focal_alpha = float(focal_alpha)
         self.focal_gamma = float(focal_gamma)
-        self.base_checkpoints = dict(base_checkpoints or {})
+        self.base_checkpoints = {k: str(v) for k, v in (base_checkpoints or {}).items() if v is not None}
         super().__init__(**kwargs)
-        n_layers = self.text_config.get("num_hidden_layers", 32)
+        n_layers = self.text_config.num_hidden_layers
         if self.use_cam:
             if not self.use_qformer:
                 raise ValueError("use_cam needs use_qformer: a CAM adds its Q-Former output onto the image's "
@@ -145,28 +174,11 @@ class CalicoConfig(PretrainedConfig):
     def needs_qformer(self) -> bool:
         return self.use_qformer or self.use_cam
 
-    def vision(self):
-        from transformers import Blip2VisionConfig
-        return Blip2VisionConfig(**self.vision_config)
-
-    def qformer(self):
-        from transformers import Blip2QFormerConfig
-        return Blip2QFormerConfig(**{**self.qformer_config, "encoder_hidden_size": self.vision().hidden_size})
-
-    def dino(self):
-        from transformers import Dinov2Config
-        return Dinov2Config(**self.dino_config)
-
-    def text(self):
-        from transformers import LlamaConfig
-        return LlamaConfig(**self.text_config)
-
     @property
     def visual_tokens_per_image(self) -> int:
         if self.use_qformer:
             return self.num_query_tokens
-        vision = self.vision()
-        return (vision.image_size // vision.patch_size) ** 2
+        return (self.vision_config.image_size // self.vision_config.patch_size) ** 2
 
 
 def calico_7b(**overrides) -> CalicoConfig:

@@ -77,7 +77,7 @@ class CalicoProcessor:
 
     def images(self, images: list[Image.Image]) -> dict:
         c = self.config
-        clip_size = c.vision().image_size
+        clip_size = c.vision_config.image_size
         out = {"clip_pixels": self.clip_pixels(images, clip_size),
                "original_sizes": [(im.height, im.width) for im in images]}
         if c.cem_enabled:
@@ -155,16 +155,10 @@ class CalicoProcessor:
 
 # ---------------------------------------------------------------- rows and images on disk
 def read_rows(data_dir: str | Path, split: str, limit: int | None = None) -> list[dict]:
-    """Sample rows of ``split`` through the MixedParts loader, stopping once ``limit`` rows are read."""
-    from mixedparts.loader import iter_tables
-    from mixedparts.schema import SAMPLE_FIELDS
+    """Sample rows of ``split`` (:func:`mixedparts.loader.read_rows`), stopping once ``limit`` rows are read."""
+    from mixedparts.loader import read_rows as read_split
 
-    rows: list[dict] = []
-    for table in iter_tables(data_dir, [split], list(SAMPLE_FIELDS)):
-        rows += table.to_pylist()
-        if limit is not None and len(rows) >= limit:
-            return rows[:limit]
-    return rows
+    return read_split(data_dir, split, limit=limit)
 
 
 class CalicoDataset(torch.utils.data.Dataset):
@@ -194,4 +188,6 @@ class CalicoDataset(torch.utils.data.Dataset):
 
 def image_roots_for(data_dir: str | Path, overrides: dict | None = None) -> ImageResolver:
     """The dataset's image roots (``manifest.json``), with ``overrides`` (``{source: root}``) taking precedence."""
-    return ImageResolver.for_dataset(data_dir, overrides or {})
+    from mixedparts.loader import image_resolver
+
+    return image_resolver(data_dir, overrides or {})

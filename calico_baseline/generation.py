@@ -46,7 +46,7 @@ def _bare(phrase: str) -> str:
 @torch.no_grad()
 def generate(model, batch: dict, max_new_tokens: int = 128, eos_token_id: int | None = None):
     """Greedy decoding of a left-padded batch → (token ids per sample, [SEG] states per sample (n×d))."""
-    eos = eos_token_id if eos_token_id is not None else model.config.text_config.get("eos_token_id")
+    eos = eos_token_id if eos_token_id is not None else model.config.text_config.eos_token_id
     seg_id = model.config.seg_token_id
     embeds, context = model.prefill_inputs(batch)
     attention = batch["attention_mask"]

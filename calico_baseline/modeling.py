@@ -14,15 +14,18 @@ Batch layout (built by :mod:`calico_baseline.data`), B samples with N images in 
 
 from __future__ import annotations
 
+import copy
 import inspect
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import Dinov2Model, LlamaForCausalLM, PreTrainedModel
+from transformers import Dinov2Model, LlamaForCausalLM, PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from calico_baseline import checkpoints
 from calico_baseline.cam import CamContext, CorrespondenceAdaptation, install_cam_layers
 from calico_baseline.cem import CorrespondenceExtraction
 from calico_baseline.config import CalicoConfig
@@ -64,19 +67,19 @@ class CalicoForCausalLM(PreTrainedModel):
 
     def __init__(self, config: CalicoConfig, verbose: bool = False):
         super().__init__(config)
-        text = config.text()
+        text = config.text_config
         d_llm = text.hidden_size
-        d_vision = config.vision().hidden_size
+        d_vision = config.vision_config.hidden_size
         # frozen EVA-CLIP → Q-Former → Linear (visual tokens)
         self.visual = VisualTokenizer(config)
         # frozen DINOv2 + trainable CEM
         if config.cem_enabled:
-            self.dino = Dinov2Model(config.dino())
-            self.cem = CorrespondenceExtraction(d_vision, config.dino().hidden_size, config.cem_num_heads,
+            self.dino = Dinov2Model(config.dino_config)
+            self.cem = CorrespondenceExtraction(d_vision, config.dino_config.hidden_size, config.cem_num_heads,
                                                 joint=config.cem_joint)
         # trainable CAMs (own linears and queries per layer)
         if config.active_cam_layers:
-            qformer_dim = config.qformer().hidden_size
+            qformer_dim = config.qformer_config.hidden_size
             self.cams = nn.ModuleDict({
                 str(i): CorrespondenceAdaptation(d_llm, qformer_dim, config.num_query_tokens,
                                                  self.visual.query_tokens.detach() if config.cam_own_queries else None)
@@ -312,15 +315,116 @@ class CalicoForCausalLM(PreTrainedModel):
                             dice_loss=dice_term.detach(), logits=logits, hidden_states=hidden,
                             pred_masks=pred_masks, num_masks=num_masks)
 
-    # ---------------------------------------------------------------- persistence of the trained parts
-    def save_pretrained(self, save_directory, tokenizer=None, **_):
-        """Store only what was trained (LoRA + trainable modules) and the config; see :mod:`checkpoints`."""
-        from calico_baseline.checkpoints import save_trained
-        return save_trained(self, save_directory, tokenizer)
+    # ---------------------------------------------------------------- persistence (PreTrainedModel's contract)
+    def load_base_checkpoints(self, strict: bool = True, dtype: torch.dtype | None = None) -> dict:
+        """Load the frozen (and pretrained trainable) weights from ``config.base_checkpoints`` into this model;
+        the report of :func:`calico_baseline.checkpoints.load_base_checkpoints`. Subclasses with other base
+        checkpoints (the LISA/GLaMM baselines) override this one method."""
+        unknown = sorted(set(self.config.base_checkpoints) - set(checkpoints.BASE_KINDS))
+        if unknown:
+            raise ValueError(f"base_checkpoints {unknown}: Calico's are {', '.join(checkpoints.BASE_KINDS)}")
+        return checkpoints.load_base_checkpoints(self, strict=strict, dtype=dtype, **self.config.base_checkpoints)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, device="cpu", dtype=None, **base_paths):
-        """Rebuild from :meth:`save_pretrained` output on top of the base checkpoints (local paths); with ``dtype``
-        the base is built on the meta device and loaded straight into that dtype (low memory)."""
-        from calico_baseline.checkpoints import load_trained
-        return load_trained(pretrained_model_name_or_path, device=device, dtype=dtype, **base_paths)
+    def from_base_checkpoints(cls, config: CalicoConfig, *model_args, dtype: torch.dtype | None = None,
+                              trainable_dtype: torch.dtype | None = None, strict: bool = True, **kwargs):
+        """``(model, report)``: a fresh model on the base checkpoints its config names (before training).
+
+        With ``dtype`` the model is built on the ``meta`` device and each checkpoint tensor is assigned straight
+        in ``dtype``, the fresh modules (LoRA, CEM, CAMs) materialised in it: no full-precision copy is ever made.
+        ``trainable_dtype`` then casts the trained parameters (e.g. fp32 master weights under autocast)."""
+        if dtype is not None:
+            with torch.device("meta"):
+                model = cls(config, *model_args, **kwargs)
+        else:
+            model = cls(config, *model_args, **kwargs)
+        report = model.load_base_checkpoints(strict=strict, dtype=dtype)
+        if trainable_dtype is not None and trainable_dtype != (dtype or torch.float32):
+            for param in model.trainable_parameters().values():
+                param.data = param.data.to(trainable_dtype)
+        return model, report
+
+    def save_pretrained(self, save_directory, is_main_process: bool = True, state_dict: dict | None = None,
+                        safe_serialization: bool = True, push_to_hub: bool = False, **kwargs):
+        """Write config.json and only what was trained (LoRA + the trained modules), plus the frozen base when the
+        config names no base checkpoints (calico-tiny, whose frozen parts are random); see
+        :func:`calico_baseline.checkpoints.save_trained`. As in transformers, ``state_dict`` is the full state when
+        it had to be gathered first (``accelerator.get_state_dict`` under FSDP / DeepSpeed), only the process with
+        ``is_main_process`` writes, and a tokenizer saves itself (``tokenizer.save_pretrained``)."""
+        if kwargs or push_to_hub or not safe_serialization:
+            unsupported = sorted(kwargs) + ["push_to_hub"] * push_to_hub + ["safe_serialization=False"] * (
+                not safe_serialization)
+            raise TypeError(f"save_pretrained: {', '.join(unsupported)} not supported (Calico writes safetensors "
+                            "to a local folder)")
+        if is_main_process:
+            checkpoints.save_trained(self, save_directory, state_dict)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config: CalicoConfig | str | None = None,
+                        dtype=None, torch_dtype=None, device_map=None, **kwargs):
+        """A model written by :meth:`save_pretrained`, rebuilt on its frozen base, in eval mode.
+
+        As ``PreTrainedModel.from_pretrained``: ``config`` replaces the folder's config.json; keyword arguments
+        that are config attributes override them (``base_checkpoints`` is merged path by path, ``None`` values
+        ignored: the paths of a machine the run was not trained on), the others go to the model's ``__init__``;
+        ``dtype`` (or its older name ``torch_dtype``) is a ``torch.dtype`` or its name, ``None`` for fp32;
+        ``device_map`` a single device (``"cuda:0"``, ``{"": device}``). The frozen base comes from the folder's
+        ``calico_base.safetensors`` or, without it, from the config's ``base_checkpoints``: with a ``dtype``
+        through :meth:`from_base_checkpoints` (meta device, low memory), else in fp32. Local folders only;
+        config.json files of older versions (sub-configs as plain dicts) load unchanged."""
+        path = Path(pretrained_model_name_or_path)
+        if not (path / checkpoints.TRAINED_FILE).is_file():
+            raise OSError(f"{path}: no {checkpoints.TRAINED_FILE}; from_pretrained reads a local folder written by "
+                          "save_pretrained (calico-train's output), nothing is downloaded")
+        dtype, device = resolve_dtype(dtype, torch_dtype), resolve_device(device_map)
+        paths = kwargs.pop("base_checkpoints", None) or {}
+        if isinstance(config, PretrainedConfig):
+            config = copy.deepcopy(config)
+        else:
+            config, kwargs = cls.config_class.from_pretrained(config or path, return_unused_kwargs=True, **kwargs)
+        config.base_checkpoints = {**config.base_checkpoints, **{k: str(v) for k, v in paths.items() if v is not None}}
+        if moved := sorted(set(kwargs) & set(MOVED_KWARGS)):
+            raise TypeError(f"from_pretrained: {', '.join(moved)} is now {', '.join(MOVED_KWARGS[k] for k in moved)}")
+        if (path / checkpoints.BASE_FILE).is_file():
+            model = cls(config, *model_args, **kwargs)
+            checkpoints.load_saved_base(model, path / checkpoints.BASE_FILE)
+            if dtype is not None:
+                model.to(dtype)
+        elif config.base_checkpoints:
+            model, _ = cls.from_base_checkpoints(config, *model_args, dtype=dtype, **kwargs)
+        else:
+            raise OSError(f"{path}: no {checkpoints.BASE_FILE} and its config names no base_checkpoints; pass "
+                          "base_checkpoints={...} with the local folders of the frozen weights")
+        checkpoints.load_trained_parts(model, path)
+        return model.to(device).eval()
+
+
+# the keyword arguments of this from_pretrained before it followed transformers' (checkpoints saved then load as is)
+MOVED_KWARGS = {"device": "device_map=", "glamm": "base_checkpoints={'glamm': ...}",
+                "blip2": "base_checkpoints={'blip2': ...}", "dino": "base_checkpoints={'dino': ...}"}
+
+
+def resolve_dtype(dtype, torch_dtype=None) -> torch.dtype | None:
+    """``dtype`` / ``torch_dtype`` of ``from_pretrained`` (a ``torch.dtype``, its name, or None) → a torch dtype."""
+    if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
+        raise ValueError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; pass dtype only")
+    value = dtype if dtype is not None else torch_dtype
+    if value is None or isinstance(value, torch.dtype):
+        return value
+    resolved = getattr(torch, str(value), None)
+    if not isinstance(resolved, torch.dtype):
+        raise ValueError(f"dtype {value!r} is no torch dtype (e.g. 'bfloat16', torch.float16)")
+    return resolved
+
+
+def resolve_device(device_map) -> torch.device:
+    """``device_map`` of ``from_pretrained`` → the one device the model goes to (Calico is not split over devices)."""
+    if isinstance(device_map, dict) and set(device_map) == {""}:
+        device_map = device_map[""]
+    if device_map is None:
+        return torch.device("cpu")
+    if isinstance(device_map, int):
+        return torch.device("cuda", device_map)
+    if isinstance(device_map, (str, torch.device)) and str(device_map) not in ("auto", "balanced", "sequential"):
+        return torch.device(device_map)
+    raise ValueError(f"device_map {device_map!r}: Calico loads onto one device, e.g. 'cuda:0' or {{'': 'cpu'}}")

@@ -58,8 +58,9 @@ def _run(args: argparse.Namespace) -> int:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     rows = read_rows(args.data, args.split, args.limit)
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
-    model = CalicoForCausalLM.from_pretrained(args.checkpoint, device=args.device, dtype=dtype, glamm=args.glamm,
-                                              blip2=args.blip2, dino=args.dino)
+    model = CalicoForCausalLM.from_pretrained(args.checkpoint, dtype=dtype, device_map=args.device,
+                                              base_checkpoints={"glamm": args.glamm, "blip2": args.blip2,
+                                                                "dino": args.dino})
     tokenizer = AutoTokenizer.from_pretrained(args.checkpoint)
     processor = CalicoProcessor(tokenizer, model.config)
     roots = image_roots_for(args.data, dict(r.split("=", 1) for r in args.image_root))

@@ -98,8 +98,7 @@ def build_model_and_tokenizer(config: dict, rows: list[dict]):
     import torch
     from transformers import AutoTokenizer
 
-    from calico_baseline.checkpoints import (build_low_memory, load_base_checkpoints, report_line,
-                                             sizes_from_checkpoints)
+    from calico_baseline.checkpoints import report_line, sizes_from_checkpoints
     from calico_baseline.config import layered, preset
     from calico_baseline.modeling import CalicoForCausalLM
     from calico_baseline.tokenization import (add_grounding_tokens, build_tiny_tokenizer, check_tokenizer,
@@ -123,13 +122,13 @@ def build_model_and_tokenizer(config: dict, rows: list[dict]):
     model_config = preset(name, base_checkpoints=bases, **settings)
     dtype = torch_dtype(m.get("dtype") or "fp32")
     if bases and m.get("dtype"):  # low memory: meta device, checkpoints loaded straight into dtype
-        model, report = build_low_memory(model_config, dtype=dtype,
-                                         trainable_dtype=torch_dtype(m.get("trainable_dtype") or "fp32"))
+        model, report = CalicoForCausalLM.from_base_checkpoints(
+            model_config, dtype=dtype, trainable_dtype=torch_dtype(m.get("trainable_dtype") or "fp32"))
         print(report_line(report), file=sys.stderr)
         return model, tokenizer
     model = CalicoForCausalLM(model_config)
     if bases:
-        print(report_line(load_base_checkpoints(model, **bases)), file=sys.stderr)
+        print(report_line(model.load_base_checkpoints()), file=sys.stderr)
     if dtype != torch.float32:
         model.to(dtype)
         for param in model.trainable_parameters().values():
@@ -169,7 +168,7 @@ def train(config: dict, resume: bool = False, build_model=None) -> Path:
     from accelerate.utils import DistributedDataParallelKwargs
     from tqdm import tqdm
 
-    from calico_baseline.checkpoints import save_trained, trained_state_dict
+    from calico_baseline.checkpoints import trained_state_dict
     from calico_baseline.curves import TRAIN_SUBSET, MetricsLog
     from calico_baseline.data import CalicoDataset, CalicoProcessor, image_roots_for, read_rows
     from calico_baseline.validation import train_subset_validator_for, validator_for
@@ -285,7 +284,8 @@ def train(config: dict, resume: bool = False, build_model=None) -> Path:
     final = out / "final"
     state = accelerator.get_state_dict(model)  # on every rank: gathers the full weights under FSDP / ZeRO-3
     if accelerator.is_main_process:
-        save_trained(accelerator.unwrap_model(model), final, tokenizer, state=state)
+        accelerator.unwrap_model(model).save_pretrained(final, state_dict=state)
+        tokenizer.save_pretrained(final)
         (out / "train_config.json").write_text(json.dumps(config, indent=2, default=str))
     accelerator.wait_for_everyone()
     accelerator.end_training()
@@ -334,12 +334,11 @@ def save_checkpoint(accelerator, model, tokenizer, path: Path) -> None:
     scheduler, RNG of every process and the :class:`TrainerState` — for exact resume."""
     from accelerate.utils import DistributedType
 
-    from calico_baseline.checkpoints import save_trained
-
     accelerator.wait_for_everyone()
     state = accelerator.get_state_dict(model)  # collective under FSDP / ZeRO-3
     if accelerator.is_main_process:
-        save_trained(accelerator.unwrap_model(model), path, tokenizer, state=state)
+        accelerator.unwrap_model(model).save_pretrained(path, state_dict=state)
+        tokenizer.save_pretrained(path)
     del state
     kwargs = {"exclude_frozen_parameters": True} if accelerator.distributed_type == DistributedType.DEEPSPEED else {}
     accelerator.save_state(str(path / STATE_DIR), **kwargs)

@@ -23,15 +23,15 @@ class VisualTokenizer(nn.Module):
     def __init__(self, config: CalicoConfig):
         super().__init__()
         self.config = config
-        vision, d_llm = config.vision(), config.text_config["hidden_size"]
+        vision, d_llm = config.vision_config, config.text_config.hidden_size
         self.vision_model = Blip2VisionModel(vision)
         if config.needs_qformer:
-            qformer = config.qformer()
+            qformer = config.qformer_config
             self.qformer = Blip2QFormerModel(qformer)
             self.query_tokens = nn.Parameter(torch.zeros(1, config.num_query_tokens, qformer.hidden_size))
             nn.init.normal_(self.query_tokens, std=0.02)
         if config.use_qformer:
-            self.language_projection = nn.Linear(config.qformer().hidden_size, d_llm)
+            self.language_projection = nn.Linear(config.qformer_config.hidden_size, d_llm)
         else:
             self.mm_projector = nn.Sequential(nn.Linear(vision.hidden_size, d_llm), nn.GELU(), nn.Linear(d_llm, d_llm))
 

@@ -12,6 +12,10 @@ from mixedparts.errors import MixedPartsError
 from mixedparts.schema import MEAN, METRICS, TASKS
 
 TOKEN_ENV = "MIXEDPARTS_LEADERBOARD_TOKEN"
+# Tries of each request on a network error or a 5xx (mixedparts.http_retry): reads are idempotent, and an
+# upload carries an idempotency key, so a retry never makes a second submission. 429 (the daily quota)
+# is final.
+TRIES = 3
 
 
 class ClientError(MixedPartsError):
@@ -19,14 +23,15 @@ class ClientError(MixedPartsError):
 
 
 def _client(server: str, token: str | None = None, timeout: float = 60.0):
-    import httpx
+    from mixedparts.http_retry import retrying_client
 
     if not server.startswith(("http://", "https://")):
         raise ClientError(f"{server}: the server must be an http:// or https:// URL")
     headers = {"User-Agent": "mixedparts-leaderboard"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    return httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=timeout, follow_redirects=False)
+    return retrying_client(TRIES - 1, base_url=server.rstrip("/"), headers=headers, timeout=timeout,
+                           follow_redirects=False)
 
 
 def _detail(response) -> str:
@@ -70,8 +75,7 @@ def status(server: str, token: str, submission_id: int) -> dict:
         return _get_json(client, f"/api/submissions/{int(submission_id)}")
 
 
-def upload(server: str, token: str, path: Path, model: str, url: str | None = None, retries: int = 3,
-           key: str | None = None) -> dict:
+def upload(server: str, token: str, path: Path, model: str, url: str | None = None, key: str | None = None) -> dict:
     """Upload a predictions file; retried on network errors and 5xx with the same idempotency key, so a
     retry never makes a second submission."""
     import httpx
@@ -80,25 +84,18 @@ def upload(server: str, token: str, path: Path, model: str, url: str | None = No
     data = {"model": model}
     if url:
         data["url"] = url
-    last = None
     with _client(server, token, timeout=600.0) as client:
-        for attempt in range(retries):
-            try:
-                with open(path, "rb") as f:
-                    response = client.post("/api/submissions", data=data, headers={"Idempotency-Key": key},
-                                           files={"file": (path.name, f, "application/octet-stream")})
-            except httpx.HTTPError as error:
-                last = f"cannot reach the server: {error}"
-                time.sleep(min(2 ** attempt, 10))
-                continue
-            if response.status_code >= 500:
-                last = _detail(response)
-                time.sleep(min(2 ** attempt, 10))
-                continue
-            if response.status_code not in (200, 202):
-                raise ClientError(f"the server refused the upload: {_detail(response)}")
-            return response.json()
-    raise ClientError(f"upload failed after {retries} tries: {last}")
+        try:
+            with open(path, "rb") as f:  # httpx rewinds the file for each try
+                response = client.post("/api/submissions", data=data, headers={"Idempotency-Key": key},
+                                       files={"file": (path.name, f, "application/octet-stream")})
+        except httpx.HTTPError as error:
+            raise ClientError(f"upload failed after {TRIES} tries: cannot reach the server: {error}") from None
+    if response.status_code >= 500:
+        raise ClientError(f"upload failed after {TRIES} tries: {_detail(response)}")
+    if response.status_code not in (200, 202):
+        raise ClientError(f"the server refused the upload: {_detail(response)}")
+    return response.json()
 
 
 def wait(server: str, token: str, submission_id: int, timeout: float = 3600.0, interval: float = 1.0,

@@ -18,17 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from mixedparts.errors import MixedPartsError
-from mixedparts.schema import SOURCES
-
-# What each source's image root is, for the error messages.
-ROOT_HINTS = {
-    "paco_lvis": "the COCO 2017 image folder, holding train2017/ and val2017/",
-    "partimagenet": "the PartImageNet Seg release folder (holding images/{train,val,test}/) or its images/<split>/",
-    "ade20k_part234": "the ADE20K-Part-234 folder (holding images/training/ and images/validation/) or one of those",
-    "synthetic": "the folder the rows' file names are relative to",
-}
-EXAMPLE_ROOTS = {"paco_lvis": "/data/coco", "partimagenet": "/data/PartImageNet",
-                 "ade20k_part234": "/data/ADE20KPart234"}
+from mixedparts.sources.registry import find_source, source_names
 
 
 class ImageRootError(MixedPartsError):
@@ -51,12 +41,9 @@ def manifest_image_roots(dataset_dir: str | Path) -> dict:
 
 
 def split_subfolders(source: str, split: str) -> list[str]:
-    """Where a release folder keeps the images of one of our splits (see the readers' ``image_root``)."""
-    if source == "partimagenet":
-        return [f"images/{split}"]
-    if source == "ade20k_part234":  # our test is ADE's validation; our train and val come from its training
-        return ["images/validation"] if split == "test" else ["images/training"]
-    return []
+    """Where a release folder keeps the images of one of our splits (its spec's ``image_folders``)."""
+    spec = find_source(source)
+    return list(spec.image_folders.get(split, ())) if spec is not None else []
 
 
 def parse_root_options(values: list[str] | None) -> dict[str, str]:
@@ -71,8 +58,9 @@ def parse_root_options(values: list[str] | None) -> dict[str, str]:
 
 
 def _how_to_pass(source: str) -> str:
-    example = EXAMPLE_ROOTS.get(source, "/path/to/images")
-    hint = ROOT_HINTS.get(source, "the folder its file names are relative to")
+    spec = find_source(source)
+    example = spec.example_root if spec is not None else "/path/to/images"
+    hint = spec.root_hint if spec is not None else "the folder the rows' file names are relative to"
     return (f"pass image_roots={{{source!r}: {example!r}}} to load_dataset, or --image-root {source}={example} "
             f"on the command line ({source}'s root is {hint})")
 
@@ -89,10 +77,10 @@ class ImageResolver:
                  origin: str | None = None):
         self.manifest_roots = {k: dict(v) if isinstance(v, Mapping) else v for k, v in (manifest_roots or {}).items()}
         self.user_roots = {k: dict(v) if isinstance(v, Mapping) else v for k, v in (user_roots or {}).items()}
-        unknown = sorted(set(self.user_roots) - set(SOURCES))
+        unknown = sorted(set(self.user_roots) - set(source_names()))
         if unknown:  # a misspelt source would otherwise be ignored, and its images looked for elsewhere
             raise MixedPartsError(f"image root given for unknown source {unknown[0]!r}; the sources are "
-                                  f"{', '.join(SOURCES)} (e.g. --image-root paco_lvis=/data/coco)")
+                                  f"{', '.join(source_names())} (e.g. --image-root paco_lvis=/data/coco)")
         self.origin = origin
         self._chosen: dict[tuple[str, str], tuple[Path, str]] = {}
 

@@ -13,6 +13,10 @@ each row also carries
 Decoding happens on access (``Dataset.set_transform``; ``IterableDataset.map`` when streaming), one
 row or batch at a time: the split is never materialized. ``mixedparts.torch_data.collate`` batches
 such rows for PyTorch.
+
+Without ``datasets``, :func:`iter_rows` / :func:`read_rows` read the same rows as plain dicts from
+the shards (scoring, the baselines, Calico and the exports read through them) and
+:func:`image_resolver` finds the same dataset's image roots.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import numpy as np
 
 from mixedparts.errors import MixedPartsError
 from mixedparts.images import ImageResolver
+from mixedparts.masks import InvalidMask, decode_all
 from mixedparts.paths import DEFAULT_NAME, default_dataset_dir
 
 IMAGES_COLUMN = "pil_images"
@@ -133,102 +138,25 @@ def _check_split(folder: Path, split: str | None) -> None:
         raise DatasetLoadError(f"{folder}: no split {base!r} (splits present: {', '.join(local_splits(folder))})")
 
 
+def split_shards(folder: Path, split: str) -> list[Path]:
+    """The Parquet shards of one split of a dataset folder, in row order."""
+    _check_split(folder, split)
+    return sorted((folder / "data").glob(f"{split}-*.parquet"))
+
+
 # ------------------------------------------------------------------------------------- decoding
 
 
-def run_lengths(counts: list[str | bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Vectorized COCO compressed-RLE parsing (pycocotools' ``rleFrString``) of several strings at once.
-
-    Returns (runs, first, ok): all run lengths concatenated, the index of each string's first run
-    (plus a final end index), and per string whether it parsed cleanly (characters in range, no
-    truncated value, no negative run). Characters are 6-bit chunks from ``ord(c) - 48``: 5 value bits,
-    0x20 = more chunks follow, 0x10 in a value's last chunk = negative; from the 4th run on each value
-    is a delta to the run two places back.
-    """
-    n = len(counts)
-    raw = [c.encode("ascii") if isinstance(c, str) else bytes(c) for c in counts]
-    lengths = np.fromiter(map(len, raw), dtype=np.int64, count=n)
-    ok = lengths > 0
-    chunk = np.frombuffer(b"".join(raw), dtype=np.uint8).astype(np.int64) - 48
-    if chunk.size == 0:
-        return np.zeros(0, np.int64), np.zeros(n + 1, np.int64), ok
-    string_of_char = np.repeat(np.arange(n), lengths)
-    bad = (chunk < 0) | (chunk > 63)
-    if bad.any():
-        ok[string_of_char[bad]] = False
-        chunk = np.where(bad, 0, chunk)
-    more = (chunk & 0x20) != 0
-    last_char = np.cumsum(lengths)[lengths > 0] - 1
-    truncated = more[last_char]
-    if truncated.any():
-        ok[string_of_char[last_char[truncated]]] = False
-        more[last_char] = False
-    ends = np.flatnonzero(~more)
-    starts = np.empty_like(ends)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    place = np.arange(chunk.size) - np.repeat(starts, ends - starts + 1)
-    if place.max(initial=0) >= 7:  # longer than 35 bits: never written by pycocotools
-        ok[string_of_char[place >= 7]] = False
-        place = np.minimum(place, 6)
-    values = np.add.reduceat((chunk & 0x1F) << (5 * place), starts)
-    negative = (chunk[ends] & 0x10) != 0
-    values[negative] -= np.int64(1) << (5 * (place[ends[negative]] + 1))
-    owner = string_of_char[ends]
-    per_string = np.bincount(owner, minlength=n)
-    first = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(per_string, out=first[1:])
-    index = np.arange(len(values)) - first[owner]
-    odd = (index & 1) == 1
-    even = ~odd & (index >= 2)
-    odd_sums = np.cumsum(np.where(odd, values, 0))
-    even_sums = np.cumsum(np.where(even, values, 0))
-    base = first[owner]
-    # Running sums within each string: subtract the sum before the string's first value.
-    before_odd = np.where(base > 0, odd_sums[base - 1], 0)
-    before_even = np.where(base > 0, even_sums[base - 1], 0)
-    runs = np.where(odd, odd_sums - before_odd, np.where(even, even_sums - before_even, values))
-    if (runs < 0).any():
-        ok[owner[runs < 0]] = False
-    return runs, first, ok
-
-
 def decode_masks(segments: list[Mapping]) -> list[np.ndarray]:
-    """Each segment's RLE as a (height, width) bool array, equal to pycocotools' ``decode``.
-
-    All masks of a row are parsed and expanded together with numpy (one ``np.repeat``): several
-    times faster than pycocotools' byte loop at COCO sizes. Each array is a Fortran-ordered view
-    into one buffer per row. A malformed RLE raises :class:`MaskError` (pycocotools would raise or
-    return garbage).
+    """Each segment's RLE as a (height, width) bool array, equal to pycocotools' ``decode``
+    (:func:`mixedparts.masks.decode_all`: a row's masks are expanded together, as views into one
+    buffer). A malformed RLE raises :class:`MaskError` (pycocotools would raise or return garbage).
     """
-    if not segments:
-        return []
-    sizes = [(int(s["mask"]["size"][0]), int(s["mask"]["size"][1])) for s in segments]
-    runs, first, ok = run_lengths([s["mask"]["counts"] for s in segments])
-    pixels = np.array([h * w for h, w in sizes], dtype=np.int64)
-    total = np.zeros(runs.size + 1, dtype=np.int64)
-    np.cumsum(runs, out=total[1:])
-    ok &= (total[first[1:]] - total[first[:-1]]) == pixels
-    out: list[np.ndarray | None] = [None] * len(segments)
-    good = np.flatnonzero(ok)
-    if good.size:
-        keep = np.repeat(ok, np.diff(first))  # the runs of the strings that parsed
-        kept_runs = runs[keep]
-        parity = (np.arange(runs.size) - np.repeat(first[:-1], np.diff(first)))[keep] & 1
-        flat = np.repeat(parity.astype(bool), kept_runs)
-        offset = 0
-        for i in good:
-            h, w = sizes[i]
-            out[i] = flat[offset:offset + h * w].reshape(w, h).T
-            offset += h * w
-    bad = np.flatnonzero(~ok)
-    if bad.size:
-        from mixedparts.masks import validation_error
-
-        i = int(bad[0])
-        reason = validation_error({"size": list(sizes[i]), "counts": segments[i]["mask"]["counts"]}) or "malformed"
-        raise MaskError(f"segment {i} ({segments[i].get('label', '?')!r}): invalid RLE mask: {reason}")
-    return out  # type: ignore[return-value]
+    try:
+        return decode_all([s["mask"] for s in segments])
+    except InvalidMask as error:
+        label = segments[error.index].get("label", "?")
+        raise MaskError(f"segment {error.index} ({label!r}): invalid RLE mask: {error.reason}") from None
 
 
 class Decoder:
@@ -270,8 +198,11 @@ class Decoder:
 def decode_row(row: Mapping, image_roots: Mapping | ImageResolver | None = None, *, images: bool = True,
                masks: bool = True, dataset_dir: str | os.PathLike | None = None) -> dict:
     """Decode one plain row (e.g. from :func:`mixedparts.metrics.ground_truth.read_dataset_split`)."""
-    resolver = image_roots if isinstance(image_roots, ImageResolver) else ImageResolver.for_dataset(
-        dataset_dir, image_roots)
+    if isinstance(image_roots, ImageResolver):
+        resolver = image_roots
+    else:
+        resolver = image_resolver(dataset_dir, image_roots) if dataset_dir is not None else ImageResolver(
+            None, image_roots, None)
     return Decoder(resolver, images=images, masks=masks).example(dict(row))
 
 
@@ -302,7 +233,7 @@ def load_dataset(path: str | os.PathLike | None = DEFAULT_NAME, split: str | Non
     local = isinstance(where, Path)
     if local:
         _check_split(where, split)
-    resolver = ImageResolver.for_dataset(where, image_roots) if local else ImageResolver(None, image_roots, None)
+    resolver = image_resolver(where, image_roots)
     if decode_images and check_image_roots and local:
         manifest_sources = set(resolver.manifest_roots) | set(resolver.user_roots)
         splits = [re.match(r"^[^\[+]+", split).group(0).strip()] if split else local_splits(where)
@@ -374,21 +305,48 @@ def _with_decoder(dataset, decoder: Decoder):
 # ------------------------------------------------------------------------------------- plain rows
 
 
-def read_rows(path: str | os.PathLike | None, split: str, columns: Iterable[str] | None = None,
-              task: str | None = None) -> list[dict]:
-    """All rows of one split as plain dicts (no ``datasets`` cache for local folders), optionally of one task."""
+def iter_rows(path: str | os.PathLike | None, split: str, columns: Iterable[str] | None = None, *,
+              task: str | None = None, limit: int | None = None) -> Iterator[dict]:
+    """The rows of one split as plain dicts, in shard order: the read path of scoring, the baselines,
+    Calico and the export commands (``load_dataset`` is the ``datasets`` view of the same shards).
+
+    ``path`` is a dataset folder, ``"mixedparts"`` (the default location) or a Hub repo id (streamed,
+    no ``datasets`` cache for local folders); ``columns`` default to the schema's sample fields;
+    ``task`` keeps the rows of one task; reading stops after ``limit`` rows. Images and masks stay
+    records: :func:`decode_row` (with :func:`image_resolver`) opens and decodes them.
+    """
     from mixedparts.schema import SAMPLE_FIELDS
 
     columns = list(columns or SAMPLE_FIELDS)
     needed = columns + [c for c in ("task",) if task and c not in columns]
-    rows: list[dict] = []
+    left = limit
+    if left is not None and left <= 0:
+        return
     for table in iter_tables(path, [split], needed):
         if task:
             import pyarrow.compute as pc
 
             table = table.filter(pc.equal(table["task"], task))
-        rows += table.select(columns).to_pylist()
-    return rows
+        if left is not None:
+            table = table.slice(0, left)
+            left -= table.num_rows
+        yield from table.select(columns).to_pylist()
+        if left == 0:
+            return
+
+
+def read_rows(path: str | os.PathLike | None, split: str, columns: Iterable[str] | None = None,
+              task: str | None = None, *, limit: int | None = None) -> list[dict]:
+    """:func:`iter_rows` as a list."""
+    return list(iter_rows(path, split, columns, task=task, limit=limit))
+
+
+def image_resolver(path: str | os.PathLike | None, image_roots: Mapping | None = None) -> ImageResolver:
+    """Where the images of the dataset at ``path`` are: its ``manifest.json`` roots (none for a Hub id),
+    overridden per source by ``image_roots``. ``path`` is located as the rows are (:func:`resolve`)."""
+    where = resolve(path)
+    return ImageResolver.for_dataset(where, image_roots) if isinstance(where, Path) else \
+        ImageResolver(None, image_roots, None)
 
 
 def iter_tables(path: str | os.PathLike | None, splits: Iterable[str] | None, columns: list[str],
@@ -402,8 +360,7 @@ def iter_tables(path: str | os.PathLike | None, splits: Iterable[str] | None, co
     if isinstance(where, Path):
         names = local_splits(where) if splits is None else list(splits)
         for split in names:
-            _check_split(where, split)
-            for shard in sorted((where / "data").glob(f"{split}-*.parquet")):
+            for shard in split_shards(where, split):
                 try:
                     parquet = pq.ParquetFile(shard)
                     for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
@@ -446,17 +403,10 @@ def add_dataset_arguments(parser, split: str | None = "test", image_roots: bool 
 def resolver_from_args(args) -> ImageResolver:
     from mixedparts.images import parse_root_options
 
-    where = resolve(args.data)
-    roots = parse_root_options(getattr(args, "image_root", None))
-    return ImageResolver.for_dataset(where, roots) if isinstance(where, Path) else ImageResolver(None, roots, None)
+    return image_resolver(args.data, parse_root_options(getattr(args, "image_root", None)))
 
 
 # ------------------------------------------------------------------------------------- picking rows
-
-
-def _shards(folder: Path, split: str) -> list[Path]:
-    _check_split(folder, split)
-    return sorted((folder / "data").glob(f"{split}-*.parquet"))
 
 
 def row_positions(path: str | os.PathLike | None, split: str, task: str | None = None,
@@ -467,7 +417,7 @@ def row_positions(path: str | os.PathLike | None, split: str, task: str | None =
     where = resolve(path)
     columns = [c for c, v in (("task", task), ("sample_id", sample_id)) if v is not None]
     if isinstance(where, Path):
-        shards = _shards(where, split)
+        shards = split_shards(where, split)
         if not columns:
             return np.arange(sum(pq.ParquetFile(s).metadata.num_rows for s in shards))
         import pyarrow as pa
@@ -495,7 +445,7 @@ def rows_at(path: str | os.PathLike | None, split: str, positions: Iterable[int]
     if not isinstance(where, Path):
         dataset = _hub_split(where, split)
         return [dataset[p] for p in positions]
-    shards = _shards(where, split)
+    shards = split_shards(where, split)
     starts = np.cumsum([0] + [pq.ParquetFile(s).metadata.num_rows for s in shards])
     found: dict[int, dict] = {}
     for n, shard in enumerate(shards):

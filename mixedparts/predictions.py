@@ -25,12 +25,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from mixedparts import markup
 from mixedparts.atomic import atomic_output
 from mixedparts.errors import MixedPartsError
-from mixedparts.masks import validation_error
+from mixedparts.masks import first_invalid, validation_error
 from mixedparts.schema import PREDICTED_SEGMENT_FIELDS, PREDICTION_FIELDS, PREDICTIONS_FORMAT
 
 FILE_FORMATS = ("auto", "json", "jsonl", "gcg")
@@ -295,7 +294,7 @@ def _check_masks(predictions: Predictions, where_of: Mapping[str, str]) -> None:
         for j, segment in enumerate(prediction["segments"]):
             owners.append((sample_id, j))
             masks.append(segment["mask"])
-    bad = first_invalid_rle(masks)
+    bad = first_invalid(masks)
     if bad is not None:
         sample_id, j = owners[bad]
         raise PredictionsError(predictions.path, validation_error(masks[bad]), where=where_of.get(sample_id),
@@ -435,7 +434,7 @@ def _gcg_fields(file: Path, image_id: str, record: dict) -> tuple[str, list[str]
             raise PredictionsError(file, f"label must be a string, got {_json_type(phrase)}", sample_id=image_id,
                                    field=f"phrases[{i}]")
         _check_text(file, phrase, sample_id=image_id, field=f"phrases[{i}]")
-    bad = first_invalid_rle(record["pred_masks"])
+    bad = first_invalid(record["pred_masks"])
     if bad is not None:
         raise PredictionsError(file, validation_error(record["pred_masks"][bad]), sample_id=image_id,
                                field=f"pred_masks[{bad}]")
@@ -503,102 +502,6 @@ def write_predictions(path: str | os.PathLike, predictions: Iterable[Mapping], m
         else:
             json.dump({**header, "predictions": items}, out, allow_nan=False, separators=(",", ":"))
     return path
-
-
-# ---------------------------------------------------------------- bulk RLE validation
-
-
-def first_invalid_rle(masks: list[object]) -> int | None:
-    """Index of the first mask that :func:`mixedparts.masks.validation_error` rejects, or None.
-
-    Same verdicts, found in bulk: decoding millions of RLE characters one by one in Python takes
-    minutes, so the run lengths of all well-formed-looking masks are decoded together with numpy and
-    only suspects are re-checked one by one (which also yields the exact message).
-    """
-    suspects: list[int] = []
-    checked: list[int] = []
-    counts: list[str] = []
-    pixels: list[int] = []
-    for i, mask in enumerate(masks):
-        if (type(mask) is dict and len(mask) == 2 and type(mask.get("counts")) is str and mask["counts"].isascii()
-                and type(mask.get("size")) in (list, tuple) and len(mask["size"]) == 2
-                and type(mask["size"][0]) is int and type(mask["size"][1]) is int
-                and 0 < mask["size"][0] < _MAX_SIDE and 0 < mask["size"][1] < _MAX_SIDE):
-            checked.append(i)
-            counts.append(mask["counts"])
-            pixels.append(mask["size"][0] * mask["size"][1])
-        else:
-            suspects.append(i)
-    batch_start = 0
-    while batch_start < len(checked):
-        # Batches bound memory: several int64 arrays per RLE character.
-        batch_end, characters = batch_start, 0
-        while batch_end < len(checked) and (characters < 1_000_000 or batch_end == batch_start):
-            characters += len(counts[batch_end])
-            batch_end += 1
-        failed = _rle_failures(counts[batch_start:batch_end], pixels[batch_start:batch_end])
-        suspects.extend(checked[batch_start + k] for k in failed)
-        batch_start = batch_end
-    for i in sorted(suspects):
-        if validation_error(masks[i]) is not None:
-            return i
-    return None
-
-
-_MAX_CHUNKS = 7  # 35-bit run lengths; longer values (never produced by pycocotools) go the slow way
-_MAX_SIDE = 2**31  # keeps height * width and every sum in int64
-
-
-def _rle_failures(counts: list[str], pixels: list[int]) -> list[int]:
-    """Positions in ``counts`` whose run lengths are malformed, negative or do not cover ``pixels``.
-
-    Mirrors ``masks.run_lengths``: 6-bit chunks from character - 48, 5 value bits each, 0x20 = more
-    chunks follow, 0x10 in the last chunk = negative; from the 4th run on, each value is a delta
-    to the run two places back. A position may be reported for a valid string (callers re-check);
-    an invalid one is never missed.
-    """
-    n = len(counts)
-    lengths = np.fromiter(map(len, counts), dtype=np.int64, count=n)
-    failed = lengths == 0
-    if not lengths.any():
-        return np.flatnonzero(failed).tolist()
-    data = np.frombuffer("".join(counts).encode("ascii"), dtype=np.uint8)
-    string_owner = np.repeat(np.arange(n), lengths)
-    last_char = np.cumsum(lengths)[lengths > 0] - 1
-    chunk = data.astype(np.int64) - 48
-    bad_char = (chunk < 0) | (chunk > 63)
-    failed[string_owner[bad_char]] = True
-    chunk[bad_char] = 0
-    more = (chunk & 0x20) != 0
-    failed[string_owner[last_char[more[last_char]]]] = True  # truncated: the last value never ends
-    more[last_char] = False  # so that no value straddles two strings
-    ends = np.flatnonzero(~more)
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    value_owner = string_owner[ends]
-    # Each character adds its 5 bits at its place in its value; the bits never overlap, so a sum is an OR.
-    value_of_char = np.repeat(np.arange(len(ends)), ends - starts + 1)
-    place = np.arange(len(data)) - starts[value_of_char]
-    failed[string_owner[place >= _MAX_CHUNKS]] = True
-    place = np.minimum(place, _MAX_CHUNKS - 1)
-    values = np.add.reduceat((chunk & 0x1F) << (5 * place), starts)
-    values -= ((chunk[ends] & 0x10) != 0).astype(np.int64) << (5 * (place[ends] + 1))  # sign of the last chunk
-    # The delta rule, run[i] = value[i] + run[i - 2] for i >= 3, makes odd runs running sums of the
-    # odd values and even runs from index 2 on running sums of the even values, within each string.
-    first_value = np.searchsorted(value_owner, np.arange(n), side="left")
-    string_first = first_value[value_owner]
-    index = np.arange(len(ends)) - string_first
-    odd = (index & 1) == 1
-    even = ~odd & (index >= 2)
-    odd_sums = np.concatenate(([0], np.cumsum(values * odd)))
-    even_sums = np.concatenate(([0], np.cumsum(values * even)))
-    runs = np.where(odd, odd_sums[1:] - odd_sums[string_first],
-                    np.where(even, even_sums[1:] - even_sums[string_first], values))
-    failed[value_owner[runs < 0]] = True
-    has_values = np.bincount(value_owner, minlength=n) > 0
-    covered = np.zeros(n, dtype=np.int64)
-    covered[has_values] = np.add.reduceat(runs, first_value[has_values])
-    failed |= covered != np.asarray(pixels, dtype=np.int64)
-    return np.flatnonzero(failed).tolist()
 
 
 # ---------------------------------------------------------------- helpers

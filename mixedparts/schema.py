@@ -7,7 +7,8 @@ importing ``datasets`` takes seconds, and the names below are needed by every ``
 
 from __future__ import annotations
 
-SOURCES = ("paco_lvis", "partimagenet", "ade20k_part234", "synthetic")
+# SOURCES, the values of a row's "source", is the release table's (mixedparts.sources.registry): see
+# __getattr__ below.
 SPLITS = ("train", "val", "test")
 TASKS = ("common_object", "common_parts", "unique_parts")
 MEAN = "mean"
@@ -57,6 +58,12 @@ def _features() -> dict:
 
 
 def __getattr__(name: str):
+    if name == "SOURCES":
+        # The registered releases, then hand-made rows: read from the table on every access (never
+        # cached here), since a plug-in may register after this module is imported.
+        from mixedparts.sources.registry import source_names
+
+        return source_names()
     if name in ("RLE_FEATURE", "SAMPLE_FEATURES"):
         globals().update(_features())
         return globals()[name]

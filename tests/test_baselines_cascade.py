@@ -154,12 +154,30 @@ def test_common_parts_and_server_errors(server):
     prediction = cascade(server, StandInSegmenter()).predict(row("common_parts"), [picture(0), picture(1)])
     assert [(s["label"], s["image_index"]) for s in prediction["segments"]] == [
         ("dog", 0), ("cat", 1), ("head", 0), ("head", 1)]
-    server.replies = [("status", 500), ("raw", b"not json at all")]
-    with pytest.raises(ChatError, match="gave up after 2 tries"):
-        ChatClient(server.url, "m", timeout=2, retries=1, backoff=0.01).complete([{"role": "user", "content": "x"}])
-    server.replies = [("status", 400)]
-    with pytest.raises(ChatError, match="HTTP 400"):
-        ChatClient(server.url, "m", timeout=2, retries=3, backoff=0.01).complete([{"role": "user", "content": "x"}])
+    ask = [{"role": "user", "content": "x"}]
+    server.requests.clear()
+    server.replies = [("status", 429), "fine"]
+    assert ChatClient(server.url, "m", timeout=2, retries=1, backoff=0.01).complete(ask) == "fine"
+    server.replies = [("status", 500), ("status", 502)]
+    with pytest.raises(ChatError, match="gave up after 2 tries: HTTP 502"):
+        ChatClient(server.url, "m", timeout=2, retries=1, backoff=0.01).complete(ask)
+    assert len(server.requests) == 4
+    # Neither a refusal nor a reply that is not a chat completion is asked again.
+    for reply, problem in ((("status", 400), "HTTP 400"), (("raw", b"not json at all"), "unreadable reply"),
+                           (("raw", b'{"choices": []}'), r"reply without choices\[0\]")):
+        server.requests.clear()
+        server.replies = [reply]
+        with pytest.raises(ChatError, match=problem):
+            ChatClient(server.url, "m", timeout=2, retries=3, backoff=0.01).complete(ask)
+        assert len(server.requests) == 1
+
+
+def test_an_unreachable_endpoint_gives_up_with_the_reason():
+    from leaderboard_helpers import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(ChatError, match=r"gave up after 2 tries: cannot connect"):
+        ChatClient(dead, "m", timeout=2, retries=1, backoff=0.01).complete([{"role": "user", "content": "x"}])
 
 
 def test_structure_stays_malformed(server):

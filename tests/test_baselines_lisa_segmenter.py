@@ -42,8 +42,6 @@ def iou(a, b) -> float:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny LISA taught LISA's single-image answer "Sure, it is [SEG]." with the box as the mask; saved."""
-    from calico_baseline.checkpoints import save_trained
-
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     rows, images = [], []
@@ -72,7 +70,8 @@ def trained(tmp_path_factory):
         optimizer.zero_grad()
     model.eval()
     path = tmp_path_factory.mktemp("lisa-seg") / "lisa-tiny"
-    save_trained(model, path, tokenizer)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
     yield model, tokenizer, path
     torch.set_num_threads(threads)
 

@@ -148,12 +148,12 @@ def test_separate_clip_checkpoint_supplies_the_tower(tmp_path):
 
 def test_runner_predicts_with_a_saved_tiny_model(build_tiny, tmp_path):
     from baselines.cli import main
-    from calico_baseline.checkpoints import save_trained
     from mixedparts.build.options import BuildOptions
     from mixedparts.predictions import read_predictions
 
     model, tokenizer, _ = tiny("glamm")
-    save_trained(model, tmp_path / "glamm-tiny", tokenizer)
+    model.save_pretrained(tmp_path / "glamm-tiny")
+    tokenizer.save_pretrained(tmp_path / "glamm-tiny")
     from baselines.multi_image_llava import load_model
 
     loaded, _ = load_model("glamm", tmp_path / "glamm-tiny")

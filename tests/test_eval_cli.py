@@ -164,3 +164,42 @@ def test_an_empty_task_prints_zeros_never_nan(truth, tmp_path, minilm, capsys):
     assert "on articles-normalized labels" in text
     assert "NaN" not in out.read_text()
     assert json.loads(out.read_text())["scores"]["unique_parts"]["SS"] == 0.0
+
+
+def test_the_variant_flags_are_the_options_fields():
+    """One flag per EvalOptions field, named after it, with its default and choices; the parsed namespace
+    gives back exactly the options it was given, every field away from its default."""
+    import argparse
+    from dataclasses import fields
+
+    from mixedparts.metrics.cli import build_parser
+    from mixedparts.metrics.options import VARIANTS, EvalOptions, add_arguments
+
+    assert list(VARIANTS) == [spec.name for spec in fields(EvalOptions)]
+    parser = build_parser()
+    defaults = parser.parse_args(["p.json"])
+    assert EvalOptions.from_args(defaults) == EvalOptions()
+    flags = {action.dest: action for action in parser._actions}
+    changed = []
+    for spec in fields(EvalOptions):
+        action, variant = flags[spec.name], VARIANTS[spec.name]
+        assert action.option_strings == ["--" + spec.name.replace("_", "-")] and action.default == spec.default
+        assert action.help.startswith(f"{variant.item}. ")
+        if variant.choices is not None:
+            assert tuple(action.choices) == variant.choices
+            assert f"{spec.default} (default)" in action.help  # the help names the default it documents
+            changed += [action.option_strings[0], next(c for c in variant.choices if c != spec.default)]
+        elif isinstance(spec.default, bool):
+            changed.append(action.option_strings[0])
+        elif isinstance(spec.default, float):
+            assert f"(default: {spec.default:g})" in action.help
+            changed += [action.option_strings[0], "0.25"]
+        else:
+            changed += [action.option_strings[0], "./bert-base-uncased"]
+    options = EvalOptions.from_args(parser.parse_args(["p.json", *changed]))
+    assert all(getattr(options, spec.name) != spec.default for spec in fields(EvalOptions))
+    group = argparse.ArgumentParser()
+    add_arguments(group)
+    assert EvalOptions.from_args(group.parse_args([])) == EvalOptions()
+    with pytest.raises(ValueError, match="miou must be one of"):
+        EvalOptions(miou="best")

@@ -24,10 +24,10 @@ def test_scaled_down_systems_keep_token_counts_and_shrink_width_and_depth():
     full, small = flops.configs(), flops.configs(16, 4)
     for name in flops.SYSTEMS:
         assert flops.vision_tokens(small[name]) == flops.vision_tokens(full[name])
-        assert small[name].vision().image_size == full[name].vision().image_size
+        assert small[name].vision_config.image_size == full[name].vision_config.image_size
         assert small[name].sam_config["image_size"] == full[name].sam_config["image_size"] == 1024
-        assert small[name].text_config["num_hidden_layers"] == full[name].text_config["num_hidden_layers"] // 4
-        assert small[name].text_config["hidden_size"] == full[name].text_config["hidden_size"] // 16
+        assert small[name].text_config.num_hidden_layers == full[name].text_config.num_hidden_layers // 4
+        assert small[name].text_config.hidden_size == full[name].text_config.hidden_size // 16
         assert small[name].sam_config["encoder_depth"] == 8
     assert [flops.vision_tokens(full[n]) for n in flops.SYSTEMS] == [32, 576, 256]
     assert small["Calico"].active_cam_layers == [2, 4]

@@ -22,7 +22,7 @@ from mixedparts.build import build
 from mixedparts.build.options import BuildOptions
 from mixedparts.images import ImageFileError, ImageResolver, ImageRootError
 from mixedparts.loader import (IMAGES_COLUMN, MASKS_COLUMN, DatasetLoadError, MaskError, decode_masks, decode_row,
-                               load_dataset, read_rows, resolve, row_positions, rows_at)
+                               iter_rows, load_dataset, read_rows, resolve, row_positions, rows_at)
 from mixedparts.metrics.ground_truth import read_dataset_split
 from mixedparts.schema import SAMPLE_FIELDS
 from mixedparts.sources import open_readers
@@ -89,6 +89,56 @@ def test_row_positions_and_rows_at(built):
     assert list(row_positions(built.data, "train", sample_id=rows[200]["sample_id"])) == [200]
     with pytest.raises(DatasetLoadError, match="no row"):
         rows_at(built.data, "train", [len(rows)])
+
+
+def test_iter_rows_limits_selects_and_stops_early(built, monkeypatch):
+    from mixedparts import loader
+
+    rows = read_rows(built.data, "train")
+    assert len(rows) > 300 and [plain(r) for r in rows] == rows
+    tables = []
+    real_iter_tables = loader.iter_tables
+    monkeypatch.setattr(loader, "iter_tables", lambda *a, **k: (tables.append(t) or t for t in real_iter_tables(*a, **k)))
+    assert read_rows(built.data, "train", limit=7) == rows[:7]
+    assert len(tables) == 1  # the first shard held them: no other shard was read
+    assert read_rows(built.data, "train", limit=len(rows) + 5) == rows
+    assert list(iter_rows(built.data, "train", limit=0)) == []
+    unique = [r for r in rows if r["task"] == "unique_parts"]
+    assert len(unique) > 150  # beyond the first shard
+    assert read_rows(built.data, "train", ["sample_id"], task="unique_parts", limit=155) == [
+        {"sample_id": r["sample_id"]} for r in unique[:155]]
+    with pytest.raises(DatasetLoadError, match=r"no split 'dev' \(splits present: train, val, test\)"):
+        next(iter_rows(built.data, "dev"))
+
+
+def test_scoring_baselines_and_calico_read_rows_and_roots_one_way(at_home, monkeypatch, tmp_path):
+    """Each reader goes through ``loader.iter_rows`` and finds the default location's rows and image roots
+    from any working directory (the baselines' and Calico's roots used to be looked up in ./mixedparts)."""
+    from baselines.common import Images, load_rows
+    from baselines.part_detector import dataset_vocabulary, vocabulary_from_rows
+    from calico_baseline.data import image_roots_for
+    from calico_baseline.data import read_rows as calico_rows
+    from mixedparts import loader
+    from mixedparts.metrics.ground_truth import load_ground_truth
+
+    monkeypatch.chdir(tmp_path)
+    expected = read_rows(at_home.data, "val")
+    calls = []
+    real_iter_rows = loader.iter_rows
+    monkeypatch.setattr(loader, "iter_rows", lambda *a, **k: calls.append(a[:2]) or real_iter_rows(*a, **k))
+    assert calico_rows("mixedparts", "val", 5) == expected[:5]
+    assert load_rows("mixedparts", "val") == expected
+    assert [r["sample_id"] for r in load_ground_truth("mixedparts", "val").rows] == [r["sample_id"] for r in expected]
+    every_split = [r for s in ("train", "val", "test") for r in real_iter_rows(at_home.data, s)]
+    assert dataset_vocabulary("mixedparts", fallback=[]) == vocabulary_from_rows(every_split)
+    assert len(calls) == 6 and all(split in ("train", "val", "test") for _, split in calls)
+
+    manifest = ImageResolver.for_dataset(at_home.data)
+    row = expected[0]
+    for resolver in (image_roots_for("mixedparts"), Images("mixedparts").resolver):
+        assert resolver.manifest_roots == manifest.manifest_roots and resolver.origin == manifest.origin
+    image = Images("mixedparts").open(row, 0)
+    assert (image.height, image.width) == (row["images"][0]["height"], row["images"][0]["width"])
 
 
 # ------------------------------------------------------------------------------------------ masks

@@ -1,17 +1,43 @@
-"""RLE validation: the numpy shortcut never changes a verdict or a message of the exact decoder."""
+"""The RLE codec: its vectorised parser against a transliteration of pycocotools' own decoder."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
 
 from mixedparts import masks
 
 
-def exact_verdict(rle: dict) -> str | None:
-    """validation_error as written before the shortcut: every string through ``run_lengths``."""
+def rle_from_string(counts: str) -> list[int]:
+    """pycocotools' ``rleFrString`` (common/maskApi.c) one character at a time, with Python integers,
+    raising where the C code would read past the string or take a character outside its alphabet."""
+    runs: list[int] = []
+    position = 0
+    while position < len(counts):
+        value, k, more = 0, 0, True
+        while more:
+            if position >= len(counts):
+                raise ValueError("truncated RLE counts")
+            c = ord(counts[position]) - 48
+            if not 0 <= c <= 63:
+                raise ValueError(f"invalid RLE character {counts[position]!r}")
+            value |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            position += 1
+            k += 1
+            if not more and c & 0x10:
+                value |= -1 << (5 * k)
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+    return runs
+
+
+def reference_verdict(rle: dict) -> str | None:
     size, counts = rle["size"], rle["counts"]
     try:
-        runs = masks.run_lengths(counts)
+        runs = rle_from_string(counts)
     except ValueError as error:
         return f"mask 'counts' is not valid RLE: {error}"
     if any(r < 0 for r in runs):
@@ -21,10 +47,10 @@ def exact_verdict(rle: dict) -> str | None:
     return None
 
 
-def test_validation_matches_the_exact_decoder_on_valid_and_damaged_strings():
-    rng = np.random.default_rng(0)
-    valid = 0
-    for trial in range(2000):
+def damaged_rles(count: int, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for trial in range(count):
         h, w = int(rng.integers(1, 80)), int(rng.integers(1, 80))
         counts = masks.encode(rng.random((h, w)) < rng.random())["counts"]
         damage = trial % 5
@@ -37,10 +63,60 @@ def test_validation_matches_the_exact_decoder_on_valid_and_damaged_strings():
             counts += chr(int(rng.integers(48, 112)))
         elif damage == 4:
             counts = "é" + counts if trial % 2 else counts.replace(counts[0], "~" * 9, 1)
-        rle = {"size": [h, w], "counts": counts}
-        assert masks.validation_error(rle) == exact_verdict(rle), rle
-        valid += exact_verdict(rle) is None
-    assert 400 < valid < 1900  # both verdicts were exercised
+        out.append({"size": [h, w], "counts": counts})
+    return out
+
+
+def test_validation_matches_the_reference_decoder_on_valid_and_damaged_strings():
+    rles = damaged_rles(2000)
+    verdicts = [reference_verdict(rle) for rle in rles]
+    assert [masks.validation_error(rle) for rle in rles] == verdicts
+    assert 400 < verdicts.count(None) < 1900  # both verdicts were exercised
+    for rle, verdict in zip(rles, verdicts):
+        if verdict is None or "covers" in verdict or "negative" in verdict:
+            assert masks.run_lengths(rle["counts"]) == rle_from_string(rle["counts"])
+
+
+def test_bulk_verdicts_match_one_by_one():
+    rles = damaged_rles(600, seed=1)
+    problems = masks.counts_problems([r["counts"] for r in rles], [r["size"][0] * r["size"][1] for r in rles])
+    assert [p == masks.FINE for p in problems] == [reference_verdict(r) is None for r in rles]
+    first_bad = next(i for i, r in enumerate(rles) if reference_verdict(r) is not None)
+    assert masks.first_invalid(rles) == first_bad
+    assert masks.first_invalid([r for r in rles if reference_verdict(r) is None]) is None
+
+
+def test_values_beyond_the_fast_path_are_decoded_exactly():
+    # "P" is a chunk of 0 bits with "more" set: a zero run written with 9 chunks is valid (pycocotools
+    # never writes it), and 8 chunks of value bits hold a 40-bit run no int64 shortcut may round.
+    padded = "P" * 8 + "0"
+    rle = {"size": [2, 3], "counts": padded + "6"}  # runs 0, 6
+    assert rle_from_string(rle["counts"]) == [0, 6]
+    assert masks.validation_error(rle) is None
+    assert masks.first_invalid([masks.encode(np.ones((2, 3), bool)), rle]) is None
+    (decoded,) = masks.decode_all([rle])
+    assert decoded.all() and decoded.shape == (2, 3)
+    huge = "o" * 7 + "1"  # 0x3F seven times, then 1: 2**35 + (2**35 - 1)
+    assert masks.run_lengths(huge) == rle_from_string(huge) == [2**36 - 1]
+    assert masks.validation_error({"size": [4, 4], "counts": huge}) == (
+        f"mask 'counts' covers {2**36 - 1} pixels, but size 4x4 has 16")
+
+
+def test_decode_all_equals_pycocotools_and_names_the_first_bad_mask():
+    rng = np.random.default_rng(3)
+    arrays = [rng.random((int(rng.integers(1, 50)), int(rng.integers(1, 50)))) < p for p in (0, 0.2, 0.9, 1)]
+    rles = [masks.encode(a) for a in arrays]
+    rles.append({"size": rles[1]["size"], "counts": rles[1]["counts"].encode("ascii")})  # pycocotools' bytes
+    for rle, decoded in zip(rles, masks.decode_all(rles)):
+        coco = {"size": rle["size"], "counts": rle["counts"] if isinstance(rle["counts"], bytes)
+                else rle["counts"].encode("ascii")}
+        assert np.array_equal(decoded, mask_utils.decode(coco).astype(bool))
+    broken = rles[:2] + [{"size": [3, 3], "counts": "3"}] + rles[2:]
+    with pytest.raises(masks.InvalidMask) as caught:
+        masks.decode_all(broken)
+    assert caught.value.index == 2
+    assert caught.value.reason == "mask 'counts' covers 3 pixels, but size 3x3 has 9"
+    assert masks.decode_all([]) == []
 
 
 def test_large_masks_validate_and_wrong_sizes_are_named():

@@ -109,3 +109,27 @@ def test_iou_matrices_come_back_in_score_order():
     a, b = box(size, 0, 0, 4, 4), box(size, 0, 4, 4, 8)
     _, ious = ap50.evaluate_units([7], [size], [[a, b]], [[b, a]], [[0.2, 0.9]])
     assert np.asarray(ious[7]).tolist() == [[1.0, 0.0], [0.0, 1.0]]  # a (score 0.9) first
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_results_index_equals_pycocotools_loadres(seed):
+    # coco_pair builds the results object itself (one vectorized area/bbox call); it must hold what
+    # COCO.loadRes, the path of GLaMM's script, would build from the same detections.
+    ids, sizes, truth, predicted, scores = random_case(seed, constant_scores=False)
+    gt, ours = ap50.coco_pair(ids, sizes, truth, predicted, scores)
+    detections = [{"image_id": uid, "category_id": ap50.CATEGORY, "segmentation": m, "score": float(s)}
+                  for uid, masks, unit_scores in zip(ids, predicted, scores) for m, s in zip(masks, unit_scores)]
+    theirs = gt.loadRes(detections)
+    assert ours.dataset["images"] == theirs.dataset["images"]
+    assert len(ours.anns) == len(theirs.anns) == len(detections)
+    for ann_id, ann in theirs.anns.items():
+        mine = ours.anns[ann_id]
+        assert set(mine) == set(ann)
+        for key in ann:
+            assert np.array_equal(mine[key], ann[key]) and type(mine[key]) is type(ann[key]), key
+    assert ours.imgToAnns.keys() == theirs.imgToAnns.keys()
+
+
+def test_areas_of_more_masks_than_pycocotools_takes_at_once():
+    masks = [box((12, 12), 0, 0, 1 + i % 10, 1 + i % 7) for i in range(600)]
+    assert ap50.mask_areas(masks).tolist() == [(1 + i % 10) * (1 + i % 7) for i in range(600)]

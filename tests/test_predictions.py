@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mixedparts.masks import encode, validation_error
+from mixedparts.masks import encode, first_invalid, validation_error
 from mixedparts.metrics.cli import main
 from mixedparts.metrics.ground_truth import write_ground_truth
-from mixedparts.predictions import (PredictionsError, check_against_ground_truth, first_invalid_rle,
+from mixedparts.predictions import (PredictionsError, check_against_ground_truth,
                                     read_predictions, write_predictions)
 from mixedparts.schema import PREDICTIONS_FORMAT
 from metrics_helpers import SIZES, box, make_rows, minilm, oracle_predictions  # noqa: F401
@@ -198,15 +198,15 @@ def mutated_rle(data) -> dict:
 def test_bulk_rle_validation_agrees_with_validation_error(data):
     masks = [mutated_rle(data) for _ in range(data.draw(st.integers(1, 5)))]
     verdicts = [validation_error(m) is not None for m in masks]
-    assert first_invalid_rle(masks) == next((i for i, bad in enumerate(verdicts) if bad), None)
+    assert first_invalid(masks) == next((i for i, bad in enumerate(verdicts) if bad), None)
 
 
 def test_bulk_rle_validation_on_real_sized_masks():
     rng = np.random.default_rng(0)
     masks = [encode(rng.random((60, 80)) < 0.3) for _ in range(50)]
-    assert first_invalid_rle(masks) is None
+    assert first_invalid(masks) is None
     masks[37] = dict(masks[37], counts=masks[37]["counts"][:-2])
-    assert first_invalid_rle(masks) == 37
+    assert first_invalid(masks) == 37
 
 
 JSON = st.recursive(

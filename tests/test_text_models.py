@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mixedparts.metrics.text_models import MiniLM, _minilm_path
+from mixedparts.metrics.text_models import MiniLM, _minilm_path, embed_distinct
 
 
 @pytest.mark.slow
@@ -26,3 +26,24 @@ def test_minilm_embeddings_equal_sentence_transformers(one_thread):
 
 def test_no_text_embeds_to_an_empty_matrix():
     assert MiniLM().embed([]).shape == (0, 384)
+
+
+def test_two_label_lists_cost_their_distinct_strings():
+    # evaluate() embeds normalized SS labels, then only the recall gate's raw labels that are new.
+    normalized = [f"part {i}" for i in range(300)] + ["leg", "back cover", "chest of drawers"]
+    raw = ["the leg", "a back cover", "leg"] + [f"part {i}" for i in range(0, 300, 7)] + ["Headlight  "]
+
+    class Counting(MiniLM):
+        seen: list[str] = []
+
+        def embed(self, texts):
+            self.seen.extend(texts)
+            return super().embed(texts)
+
+    model = Counting()
+    ss, gate = embed_distinct(model, normalized, raw)
+    assert sorted(model.seen) == sorted(set(normalized) | set(raw))
+    assert np.array_equal(ss, MiniLM().embed(normalized))  # SS rows exactly as embedded alone
+    np.testing.assert_allclose(gate, MiniLM().embed(raw), rtol=0, atol=1e-6)
+    empty_ss, empty_gate = embed_distinct(MiniLM(), normalized[:3], [])
+    assert empty_ss.shape == (3, 384) and empty_gate.shape == (0, 384)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import upstream_fixtures as fx
-from calico_baseline.checkpoints import build_low_memory, load_base_checkpoints, sizes_from_checkpoints
+from calico_baseline.checkpoints import load_base_checkpoints, sizes_from_checkpoints
 from calico_baseline.config import layered, preset
 from calico_baseline.modeling import CalicoForCausalLM
 from calico_baseline.tokenization import add_grounding_tokens, config_overrides
@@ -85,10 +85,10 @@ def test_calico_builds_from_the_folders_and_loads_every_weight(published, blip2)
     config, bases, _ = calico_from(root, blip2)
     # sizes are the folders' own: the GLaMM config.json's rms_norm_eps (1e-6, not the preset's 1e-5), SAM read
     # off the weights, the EVA/Q-Former from the BLIP config.json, DINOv2 from its config.json
-    assert config.text_config["rms_norm_eps"] == 1e-6 and config.text_config["num_hidden_layers"] == 3
+    assert config.text_config.rms_norm_eps == 1e-6 and config.text_config.num_hidden_layers == 3
     assert config.sam_config["encoder_embed_dim"] == 32 and config.sam_config["image_size"] == 1024
-    assert config.vision_config["hidden_size"] == 176 and config.num_query_tokens == 32
-    assert config.dino_config["use_swiglu_ffn"] and config.dino_config["image_size"] == 518
+    assert config.vision_config.hidden_size == 176 and config.num_query_tokens == 32
+    assert config.dino_config.use_swiglu_ffn and config.dino_config.image_size == 518
     assert config.cam_layers == [1, 2]
 
     model = CalicoForCausalLM(config)
@@ -116,7 +116,7 @@ def test_calico_builds_from_the_folders_and_loads_every_weight(published, blip2)
 def test_calico_low_memory_build_from_the_folders_is_strict_and_bf16(published):
     root, states, _ = published
     config, _, _ = calico_from(root)
-    model, report = build_low_memory(config, dtype=torch.bfloat16, trainable_dtype=torch.float32)
+    model, report = CalicoForCausalLM.from_base_checkpoints(config, dtype=torch.bfloat16, trainable_dtype=torch.float32)
     assert report["missing"] == [] and report["unexpected"] == [] and len(report["ignored"]) == 4
     assert not any(p.is_meta for p in model.parameters())
     own = model.state_dict()
@@ -129,7 +129,7 @@ def test_calico_low_memory_build_from_the_folders_is_strict_and_bf16(published):
 def test_frozen_vision_path_is_deterministic_while_training(published):
     root, _, _ = published
     config, bases, _ = calico_from(root)
-    assert config.qformer_config["hidden_dropout_prob"] == 0.1  # InstructBLIP's Q-Former keeps BERT's dropout
+    assert config.qformer_config.hidden_dropout_prob == 0.1  # InstructBLIP's Q-Former keeps BERT's dropout
     model = CalicoForCausalLM(config)
     load_base_checkpoints(model, **bases)
     model.train()
@@ -186,7 +186,7 @@ def test_lisa_with_a_separate_clip_file_loads_strictly_and_grows_the_vocabulary(
     assert torch.equal(embed[: rows.shape[0]], rows)
     torch.testing.assert_close(embed[-1], rows.mean(0))  # LLaVA's initialize_vision_tokenizer: mean of old rows
     assert model.llm.model.embed_tokens.weight.requires_grad and model.llm.lm_head.weight.requires_grad
-    assert model.config.vision_config["image_size"] == 224 and model.config.visual_tokens_per_image == 256
+    assert model.config.vision_config.image_size == 224 and model.config.visual_tokens_per_image == 256
     assert model.config.mm_projector_type == "linear" and model.config.mask_loss == "bce"
     clip = models["clip"].state_dict()
     tower = model.visual.vision_tower.state_dict()
@@ -206,7 +206,7 @@ def test_glamm_with_its_own_tower_loads_strictly_in_bf16_on_the_meta_device(publ
     assert report["missing"] == [] and report["unexpected"] == [] and report["resized"] == []
     assert "model.vision_tower.vision_tower.vision_model.embeddings.position_ids" in report["ignored"]
     assert all(k.startswith("model.region_encoder.") for k in report["unused"])
-    assert model.config.vision_config["image_size"] == 336 and model.config.visual_tokens_per_image == 576
+    assert model.config.vision_config.image_size == 336 and model.config.visual_tokens_per_image == 576
     assert model.config.mm_projector_type == "mlp2x_gelu"
     assert not any(p.is_meta for p in model.parameters())
     assert model.llm.model.embed_tokens.weight.dtype == torch.bfloat16
@@ -335,6 +335,6 @@ def test_glamm_without_its_tower_takes_the_separate_clip_336_file(tmp_path):
                                    tokenizer)
     assert report["missing"] == [] and report["unexpected"] == [] and report["resized"] == []
     assert "vision_model.embeddings.position_ids" in report["ignored"]
-    assert model.config.vision_config["image_size"] == 336 and model.config.visual_tokens_per_image == 576
+    assert model.config.vision_config.image_size == 336 and model.config.visual_tokens_per_image == 576
     assert torch.equal(model.visual.vision_tower.state_dict()["embeddings.class_embedding"],
                        clip.state_dict()["vision_model.embeddings.class_embedding"])

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 from mixedparts.argtypes import fraction, non_negative_int
-from mixedparts.errors import run_guarded
-from mixedparts.errors import MixedPartsError
+from mixedparts.errors import MixedPartsError, parse_and_run
 
 DESCRIPTION = """\
 Compare two predictions files on the same MixedParts split. Both are scored with mixedparts-eval's code
@@ -45,12 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit:
-        return int(exit.code or 0)
-    return run_guarded(run, args)
+    return parse_and_run(build_parser(), argv, run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,10 +20,11 @@ from mixedparts.build.materialize import materialize
 from mixedparts.build.options import BuildOptions
 from mixedparts.build.pairing import Plan, plan_pool
 from mixedparts.build.pool import Pool, build_pools
-from mixedparts.build.splits import canonical_split
+from mixedparts.build.splits import canonical_split, splits_fed_by
 from mixedparts.build.writer import check_output, finish, prepare_output, write_dataset
 from mixedparts.errors import MixedPartsError
 from mixedparts.schema import SPLITS, TASKS
+from mixedparts.sources.registry import flags_sentence
 
 
 @dataclass
@@ -65,10 +66,8 @@ def image_roots(readers) -> dict:
             root = reader.image_root(release_split)
             if root is None:
                 continue
-            for split in SPLITS:
-                if canonical_split(reader.source, release_split, "", 0.0) == split or (
-                        reader.source == "ade20k_part234" and release_split == "training" and split == "val"):
-                    per_split[split] = str(Path(root).resolve())
+            for split in splits_fed_by(reader.source, release_split):
+                per_split[split] = str(Path(root).resolve())
         roots[reader.source] = per_split
     return roots
 
@@ -90,7 +89,7 @@ def plan_split(split_pools: list[Pool], split: str, options: BuildOptions, progr
 def build(readers, out: str | Path, options: BuildOptions = BuildOptions(), workers: int = 1,
           progress: bool = True) -> BuildResult:
     if not readers:
-        raise MixedPartsError("no source given: pass --paco, --partimagenet and/or --ade20k-part234")
+        raise MixedPartsError(f"no source given: pass {flags_sentence()}")
     out = Path(out)
     sources = {r.source: {"root": str(r.root.resolve()),
                           "files": checksum_files(source_files(r.source, r.root), r.root),

@@ -16,6 +16,7 @@ normalization and area filter); labels left without a mask are dropped and count
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -30,10 +31,10 @@ from mixedparts.build.pairing import COMMON_OBJECT, COMMON_PARTS, UNIQUE_PARTS
 from mixedparts.build.writer import check_output, finish, prepare_output, write_dataset
 from mixedparts.errors import MixedPartsError, SourceError
 from mixedparts.schema import SPLITS, TASKS
+from mixedparts.sources import open_readers
 from mixedparts.sources.ade20k_part234 import SPLIT_FILE_SUFFIX, Ade20kPart234Reader, class_lists
 from mixedparts.sources.base import load_json
 from mixedparts.sources.names import normalize_part
-from mixedparts.sources.paco import PacoReader
 from mixedparts.sources.partimagenet import PartImageNetReader
 from mixedparts.sources.records import ImageRecord, ObjectRecord
 
@@ -84,17 +85,12 @@ class Question:
     unique_by_image: tuple[tuple[str, ...], ...]
 
 
-def bundle_readers(bundle: Path, paco=None, coco_images=None, partimagenet=None, ade20k_part234=None,
-                   partimagenet_options: dict | None = None, paco_options: dict | None = None, **options) -> dict:
-    readers = {}
-    if paco is not None:
-        readers["paco_lvis"] = PacoReader(paco, coco_images=coco_images, **(paco_options or {}), **options)
-    if partimagenet is not None:
-        readers["partimagenet"] = BundlePartImageNetReader(partimagenet, bundle, **(partimagenet_options or {}),
-                                                            **options)
-    if ade20k_part234 is not None:
-        readers["ade20k_part234"] = BundleAde20kPart234Reader(ade20k_part234, bundle, **options)
-    return readers
+def bundle_readers(bundle: Path, **roots_and_options) -> dict:
+    """The readers of the releases given, keyed by source; those the bundle refines read its files."""
+    readers = open_readers(**roots_and_options, reader_classes={
+        "partimagenet": functools.partial(BundlePartImageNetReader, bundle=bundle),
+        "ade20k_part234": functools.partial(BundleAde20kPart234Reader, bundle=bundle)})
+    return {reader.source: reader for reader in readers}
 
 
 def pair_file(bundle: Path, split: str) -> Path | None:

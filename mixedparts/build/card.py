@@ -10,21 +10,15 @@ import yaml
 from mixedparts.atomic import write_json
 
 from mixedparts import schema
-from mixedparts.schema import SOURCES, SPLITS, TASKS
+from mixedparts.schema import SPLITS, TASKS
+from mixedparts.sources.registry import get_source, source_names
 
 
 def source_files(source: str, root: Path) -> list[Path]:
     """The annotation files that decide a source's content (checksummed into the manifest)."""
-    patterns = {
-        "paco_lvis": ["paco_lvis_v1_*.json", "annotations/paco_lvis_v1_*.json"],
-        "partimagenet": ["annotations/*/*.json"],
-        "ade20k_part234": ["ade20k_instance_*.json", "annotations_detectron2_part/*/*.png"],
-    }.get(source, [])
-    files = {p for pattern in patterns for p in root.glob(pattern)}
-    if source == "partimagenet":
-        # Per-image {"imgHeight", "imgWidth"} files carry no annotation; the split files do.
-        files = {p for p in files if p.stem == p.parent.name.removesuffix("_whole")}
-    return sorted(files)
+    spec = get_source(source)
+    patterns = {pattern.replace("{split}", split) for pattern in spec.annotation_files for split in spec.splits}
+    return sorted({p for pattern in patterns for p in root.glob(pattern)})
 
 
 def checksum_files(files: list[Path], root: Path) -> dict:
@@ -77,7 +71,7 @@ def write_card(out: Path, counts: dict, split_rows: dict, title: str, shards: di
              "image roots used at build time.", "", "## Counts", "",
              "| source | task | " + " | ".join(s for s in SPLITS if s in split_rows) + " |",
              "|---|---|" + "---:|" * len(split_rows)]
-    for source in SOURCES:
+    for source in source_names():
         for task in TASKS:
             row = [counts.get(s, {}).get(source, {}).get(task, 0) for s in SPLITS if s in split_rows]
             if any(row):

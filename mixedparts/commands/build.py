@@ -6,7 +6,7 @@ import argparse
 import os
 
 from mixedparts.commands.sources_args import (add_source_arguments, reader_options, source_roots,
-                                              warn_without_coco_images)
+                                              warn_missing_folders)
 
 RESUME_HINT = "run the same command again to resume (finished shards are verified and kept)"
 HELP = "build the MixedParts dataset (Parquet shards + dataset card + manifest) from the source releases"
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from mixedparts.sources import open_readers
 
     options = options_from(args)
-    warn_without_coco_images(args)
+    warn_missing_folders(args)
     readers = open_readers(**source_roots(args), **reader_options(args))
     out = args.out or default_out()
     try:

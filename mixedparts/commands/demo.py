@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from mixedparts.reference_predictions import PREDICTORS, predict
     from mixedparts.schema import SAMPLE_FIELDS
     from mixedparts.sources import open_readers
-    from mixedparts.synth import DRAWN_RECORD, source_paths, synthesize
+    from mixedparts.synth import DRAWN_RECORD, reader_roots, synthesize
     from mixedparts.viz import draw_sample
 
     out = Path(args.out)
@@ -38,9 +38,7 @@ def run(args: argparse.Namespace) -> int:
         synthesize(sources, scale="tiny", seed=args.seed)
     else:
         print(f"[1/4] reusing the synthetic releases in {sources}")
-    paths = source_paths(sources)
-    readers = open_readers(paco=paths["paco_lvis"], coco_images=paths["coco_images"],
-                           partimagenet=paths["partimagenet"], ade20k_part234=paths["ade20k_part234"])
+    readers = open_readers(**reader_roots(sources))
     dataset = out / "dataset"
     print(f"[2/4] building MixedParts in {dataset}")
     result = build(readers, dataset, BuildOptions(seed=args.seed), workers=max(1, args.workers))

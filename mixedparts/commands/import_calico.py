@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mixedparts.commands.sources_args import (add_source_arguments, reader_options, source_roots,
-                                              warn_without_coco_images)
+                                              warn_missing_folders)
 
 HELP = "convert the authors' MixedParts bundle (mixed_parts_{train,val,test}.json pair files) into a dataset folder"
 
@@ -25,7 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mixedparts.build.calico_import import import_bundle
 
-    warn_without_coco_images(args)
+    warn_missing_folders(args)
     roots = source_roots(args)
     try:
         split_rows, stats = import_bundle(args.bundle, args.out, seed=args.seed, shard_rows=args.shard_rows,

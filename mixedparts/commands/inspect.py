@@ -44,10 +44,11 @@ def summarize(readers) -> list[dict]:
 def run(args: argparse.Namespace) -> int:
     from mixedparts.errors import MixedPartsError
     from mixedparts.sources import open_readers
+    from mixedparts.sources.registry import flags_sentence
 
     readers = open_readers(**source_roots(args), **reader_options(args))
     if not readers:
-        raise MixedPartsError("no source given: pass --paco, --partimagenet and/or --ade20k-part234")
+        raise MixedPartsError(f"no source given: pass {flags_sentence()}")
     rows = summarize(readers)
     if args.json:
         print(json.dumps(rows, indent=1))

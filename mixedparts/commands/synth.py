@@ -1,4 +1,4 @@
-"""``mixedparts synth``: write synthetic PACO-LVIS, PartImageNet and ADE20K-Part-234 releases."""
+"""``mixedparts synth``: write synthetic copies of the registered releases (PACO-LVIS, PartImageNet, ADE20K-Part-234)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ HELP = "write the three part-dataset releases in their real on-disk formats, dra
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from mixedparts.sources.registry import registered_sources
     from mixedparts.synth.common import SCALES
 
     parser.add_argument("--out", required=True, help="output folder (must be absent or empty)")
@@ -18,11 +19,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-images", dest="images", action="store_false",
                         help="skip the JPEG pixels (annotations and part PNGs only), e.g. for build benchmarks")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--sources", default="paco_lvis,partimagenet,ade20k_part234",
-                        help="comma-separated releases to write")
+    parser.add_argument("--sources", default=",".join(s.name for s in registered_sources() if s.writer),
+                        help="comma-separated releases to write (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from mixedparts.sources.registry import get_source
     from mixedparts.synth import source_paths, synthesize
 
     sources = tuple(s.strip() for s in args.sources.split(",") if s.strip())
@@ -33,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
         objects = sum(len(i["objects"]) for i in images)
         parts = sum(len(o["parts"]) for i in images for o in i["objects"])
         print(f"{name:15s} {len(images):7d} images {objects:8d} objects {parts:9d} parts  -> {paths[name]}")
-    flags = " ".join(f"--{n.replace('_', '-') if n != 'paco_lvis' else 'paco'} {paths[n]}" for n in record)
-    if "paco_lvis" in record:
-        flags += f" --coco-images {paths['coco_images']}"
+    specs = [get_source(name) for name in record]
+    flags = " ".join([f"{spec.flag} {paths[spec.name]}" for spec in specs] +
+                     [f"{o.flag} {paths[o.dest]}" for spec in specs for o in spec.folder_options if o.synth_folder])
     print(f"read them with: mixedparts inspect {flags}")
     return 0

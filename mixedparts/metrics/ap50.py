@@ -34,6 +34,14 @@ def restricted_params(unit_ids: list[int]) -> Params:
     return params
 
 
+def mask_areas(masks: list[dict]) -> np.ndarray:
+    """pycocotools' ``area`` of each RLE (uint32, as loadRes stores it), in calls of at most 255 masks:
+    pycocotools 2.0.x sizes a scratch array as uint8 and overflows on more under NumPy 2."""
+    if not masks:
+        return np.zeros(0, dtype=np.uint32)
+    return np.concatenate([mask_utils.area(masks[i:i + 255]) for i in range(0, len(masks), 255)])
+
+
 def coco_pair(unit_ids: list[int], sizes: list[tuple[int, int]], gt_masks: list[list[dict]],
               predicted_masks: list[list[dict]], scores: list[list[float]]) -> tuple[COCO, COCO]:
     """COCO ground truth and results objects for some units, as GLaMM's files would load them.
@@ -46,7 +54,7 @@ def coco_pair(unit_ids: list[int], sizes: list[tuple[int, int]], gt_masks: list[
     for uid, masks in zip(unit_ids, gt_masks):
         if not masks:
             continue
-        for mask, area in zip(masks, mask_utils.area(masks)):
+        for mask, area in zip(masks, mask_areas(masks)):
             annotations.append({"id": len(annotations) + 1, "image_id": uid, "category_id": CATEGORY,
                                 "segmentation": mask, "area": float(area), "iscrowd": 0})
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
@@ -54,15 +62,19 @@ def coco_pair(unit_ids: list[int], sizes: list[tuple[int, int]], gt_masks: list[
         gt.dataset = {"images": images, "annotations": annotations,
                       "categories": [{"id": CATEGORY, "name": "segment"}]}
         gt.createIndex()
-        detections = [{"image_id": uid, "category_id": CATEGORY, "segmentation": mask, "score": float(score)}
-                      for uid, masks, unit_scores in zip(unit_ids, predicted_masks, scores)
-                      for mask, score in zip(masks, unit_scores)]
-        if detections:
-            dt = gt.loadRes(detections)
-        else:  # loadRes indexes the first result and fails on an empty list
-            dt = COCO()
-            dt.dataset = {"images": list(images), "annotations": [], "categories": gt.dataset["categories"]}
-            dt.createIndex()
+        # What gt.loadRes(detections) builds for segmentation results (ids from 1 in list order, area
+        # and bbox of each RLE, iscrowd 0), with one vectorized area/bbox call instead of two per mask.
+        masks = [mask for unit_masks in predicted_masks for mask in unit_masks]
+        areas = mask_areas(masks)
+        boxes = mask_utils.toBbox(masks) if masks else []
+        flat_scores = [score for unit_scores in scores for score in unit_scores]
+        owners = [uid for uid, unit_masks in zip(unit_ids, predicted_masks) for _ in unit_masks]
+        detections = [{"image_id": uid, "category_id": CATEGORY, "segmentation": mask, "score": float(score),
+                       "area": area, "bbox": box, "id": i + 1, "iscrowd": 0}
+                      for i, (uid, mask, score, area, box) in enumerate(zip(owners, masks, flat_scores, areas, boxes))]
+        dt = COCO()
+        dt.dataset = {"images": list(images), "annotations": detections, "categories": gt.dataset["categories"]}
+        dt.createIndex()
     return gt, dt
 
 
@@ -146,8 +158,15 @@ def ap_from_flags(scores: np.ndarray, true_positive: np.ndarray, false_positive:
 
 def cocoeval_ap50(unit_ids: list[int], sizes: list[tuple[int, int]], gt_masks: list[list[dict]],
                   predicted_masks: list[list[dict]], scores: list[list[float]]) -> float:
-    """AP50 exactly as GLaMM's script gets it: default COCOeval parameters, ``stats[1]`` (reference for tests)."""
+    """AP50 exactly as GLaMM's script gets it: results through ``COCO.loadRes``, default COCOeval
+    parameters, ``stats[1]`` (reference for tests)."""
     gt, dt = coco_pair(unit_ids, sizes, gt_masks, predicted_masks, scores)
+    detections = [{"image_id": uid, "category_id": CATEGORY, "segmentation": mask, "score": float(score)}
+                  for uid, masks, unit_scores in zip(unit_ids, predicted_masks, scores)
+                  for mask, score in zip(masks, unit_scores)]
+    if detections:  # loadRes indexes the first result and fails on an empty list
+        with contextlib.redirect_stdout(io.StringIO()):
+            dt = gt.loadRes(detections)
     evaluator = COCOeval(gt, dt, iouType="segm")
     evaluator.params.catIds = [CATEGORY]
     with contextlib.redirect_stdout(io.StringIO()):

@@ -6,10 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from mixedparts.argtypes import fraction, non_negative_int
+from mixedparts.argtypes import non_negative_int
 from mixedparts.atomic import write_json
-from mixedparts.errors import run_guarded
-from mixedparts.errors import MixedPartsError
+from mixedparts.errors import MixedPartsError, parse_and_run
 
 DESCRIPTION = """\
 Score predictions on a MixedParts split: AP50, mIoU, Recall, SS and S-IoU per task (common_object,
@@ -32,9 +31,6 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mixedparts.metrics.labels import LABEL_MODES
-    from mixedparts.metrics.options import (AP_SCORES, GT_MASKS, LABEL_AVERAGES, LABEL_PAIRS, MIOU_VARIANTS,
-                                            RECALL_LABELS, RECALL_MATCHING, TEXT_GATES)
     from mixedparts.predictions import FILE_FORMATS
 
     parser = argparse.ArgumentParser(prog="mixedparts-eval", description=DESCRIPTION, epilog=EPILOG,
@@ -74,62 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--workers", type=non_negative_int, default=0, metavar="N",
                         help="processes scoring units (default: 0 = every available core)")
 
-    variants = parser.add_argument_group("metric variants (docs/metrics.md, A3-A11)")
-    variants.add_argument("--gt-masks", choices=GT_MASKS, default="all",
-                          help="A3. all (default): every GT mask of the posed question, including the object "
-                          "masks of part questions' object sentence. parts-only: drop those object masks "
-                          "(predicted masks are left as they are)")
-    variants.add_argument("--ap-scores", choices=AP_SCORES, default="constant",
-                          help="A4. constant (default): every predicted mask has score 1.0, as GLaMM, so ties "
-                          "follow unit and mask order. predicted: use each mask's 'score' (1.0 where absent)")
-    variants.add_argument("--miou", choices=MIOU_VARIANTS, default="glamm",
-                          help="A5. glamm (default): per unit, the mean IoU of greedy max-IoU pairs; unpaired "
-                          "masks do not count. per-gt: the same pairs averaged over all GT masks, unpaired "
-                          "ones 0. hungarian: pairs maximizing the total IoU")
-    variants.add_argument("--recall-matching", choices=RECALL_MATCHING, default="stop",
-                          help="A6. stop (default): GLaMM's loop, which ends at the first best-IoU pair failing "
-                          "a threshold. skip: reject only that pair and go on")
-    variants.add_argument("--recall-iou-threshold", type=fraction, default=0.5, metavar="T",
-                          help="A6. IoU a Recall match needs (default: 0.5)")
-    variants.add_argument("--recall-text-gate", choices=TEXT_GATES, default="on",
-                          help="A7. on (default): a Recall match also needs label similarity >= the text "
-                          "threshold. off: IoU-only Recall")
-    variants.add_argument("--recall-text-model", metavar="PATH",
-                          help="A7. model of the Recall text gate: a local folder such as bert-base-uncased "
-                          "(mean-pooled over all tokens, as GLaMM). Default: all-MiniLM-L6-v2, because "
-                          "bert-base-uncased is not installable offline; MiniLM is the stricter gate, so "
-                          "Recall is not comparable with GLaMM's")
-    variants.add_argument("--recall-text-threshold", type=fraction, default=0.5, metavar="T",
-                          help="A7. label cosine similarity a Recall match needs (default: 0.5)")
-    variants.add_argument("--recall-labels", choices=RECALL_LABELS, default="raw",
-                          help="A7. the labels the Recall text gate compares. raw (default): as written in "
-                          "the predictions and the ground truth, as GLaMM compares them. normalized: after "
-                          "the --labels normalization (and --fold-plurals) that SS uses")
-    variants.add_argument("--label-pairs", choices=LABEL_PAIRS, default="miou",
-                          help="A8. which (predicted, GT) label pairs SS and S-IoU average over. miou "
-                          "(default): the mIoU pairs. recall: Recall's matches. text: per unit, the "
-                          "assignment maximizing total SS, masks ignored. all-gt: every GT label, paired as "
-                          "for miou, unpaired ones scoring 0")
-    variants.add_argument("--labels", choices=LABEL_MODES, default="articles",
-                          help="A9. articles (default): strip, lowercase, drop one leading a/an/the; S-IoU "
-                          "keeps letters, digits and spaces (CaSED). none: raw labels (pure CaSED). osprey: "
-                          "Osprey's cleanup")
-    variants.add_argument("--fold-plurals", action="store_true",
-                          help="A10. fold regular English plurals (legs -> leg) before comparing labels "
-                          "(default: off, as CaSED and Osprey)")
-    variants.add_argument("--label-average", choices=LABEL_AVERAGES, default="pairs",
-                          help="A11. pairs (default): SS and S-IoU pooled over the pairs of a task. samples: "
-                          "the mean of per-sample means")
+    from mixedparts.metrics.options import add_arguments
+
+    add_arguments(parser.add_argument_group("metric variants (docs/metrics.md, A3-A11)"))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit:  # --help, or a usage error argparse has already reported
-        return int(exit.code or 0)
-    return run_guarded(run, args)
+    return parse_and_run(build_parser(), argv, run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,12 +96,7 @@ def run(args: argparse.Namespace) -> int:
         data = _default_dataset()
     truth = load_ground_truth(data, args.split, args.gt)
     predictions = read_predictions(args.predictions, args.format, images=truth.image_sizes())
-    options = EvalOptions(gt_masks=args.gt_masks, ap_scores=args.ap_scores, miou=args.miou,
-                          recall_matching=args.recall_matching, recall_iou_threshold=args.recall_iou_threshold,
-                          recall_text_gate=args.recall_text_gate, recall_text_model=args.recall_text_model,
-                          recall_text_threshold=args.recall_text_threshold,
-                          recall_labels=args.recall_labels, label_pairs=args.label_pairs,
-                          labels=args.labels, fold_plurals=args.fold_plurals, label_average=args.label_average)
+    options = EvalOptions.from_args(args)
     bootstrap = args.bootstrap
     if bootstrap is None:
         from mixedparts.analysis.report import default_bootstrap

@@ -112,7 +112,7 @@ def evaluate(ground_truth: GroundTruth | Sequence[dict], predictions: Prediction
     each task (seeded). ``embedder`` / ``recall_embedder`` override the text models (tests).
     ``keep_details`` keeps the per-unit results in ``result.details`` (error analysis, paired tests).
     """
-    from mixedparts.metrics.text_models import load_embedder
+    from mixedparts.metrics.text_models import embed_distinct, load_embedder
 
     options = options or EvalOptions()
     if not isinstance(ground_truth, GroundTruth):
@@ -139,16 +139,19 @@ def evaluate(ground_truth: GroundTruth | Sequence[dict], predictions: Prediction
     recall_table = LabelTable("none") if gate_on and options.recall_labels == "raw" else None
     units = build_units(rows, predictions.by_sample, table, options, recall_table)
     embedder = embedder or load_embedder(None)
-    ss_embeddings = embedder.embed(table.texts)
-    recall_embeddings = None
-    if gate_on:
-        if recall_embedder is None and options.recall_text_model is not None:
-            recall_embedder = load_embedder(options.recall_text_model)
-        gate_embedder = recall_embedder if recall_embedder is not None else embedder
-        if recall_table is not None:
-            recall_embeddings = gate_embedder.embed(recall_table.texts)
-        else:
-            recall_embeddings = gate_embedder.embed(table.texts) if recall_embedder is not None else ss_embeddings
+    if gate_on and recall_embedder is None and options.recall_text_model is not None:
+        recall_embedder = load_embedder(options.recall_text_model)
+    gate_texts = None  # None: the gate reuses SS's embeddings (same model, same normalized labels)
+    if gate_on and (recall_table is not None or recall_embedder is not None):
+        gate_texts = recall_table.texts if recall_table is not None else table.texts
+    if gate_texts is not None and recall_embedder is None:
+        # Raw and normalized labels mostly coincide: embed only the raw strings SS has not embedded.
+        ss_embeddings, recall_embeddings = embed_distinct(embedder, table.texts, gate_texts)
+    else:
+        ss_embeddings = embedder.embed(table.texts)
+        recall_embeddings = recall_embedder.embed(gate_texts) if gate_texts is not None else None
+        if gate_on and gate_texts is None:
+            recall_embeddings = ss_embeddings
     chunks = score_units(units, options, ss_embeddings, recall_embeddings, workers)
 
     scored = _Scored.collect(units, chunks, options, table, ss_embeddings)

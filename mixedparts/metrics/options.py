@@ -6,8 +6,11 @@ Every reported number carries :meth:`EvalOptions.variant`; the defaults reproduc
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from typing import NamedTuple
 
+from mixedparts.argtypes import fraction
 from mixedparts.metrics.labels import LABEL_MODES
 
 GT_MASKS = ("all", "parts-only")
@@ -20,54 +23,90 @@ LABEL_PAIRS = ("miou", "recall", "text", "all-gt")
 LABEL_AVERAGES = ("pairs", "samples")
 
 
+class Variant(NamedTuple):
+    """How a field of :class:`EvalOptions` is documented and given on the command line: the docs/metrics.md
+    item it settles, its allowed values (None: any), its help (which names the default), and the argparse
+    ``type`` and metavar of a value that is not a choice; the flag is the field's name with dashes."""
+
+    item: str
+    choices: tuple | None
+    help: str
+    kind: Callable | None = None
+    metavar: str | None = None
+
+
+VARIANTS = {
+    "gt_masks": Variant("A3", GT_MASKS,
+        "all (default): every GT mask of the posed question, including the object masks of part questions' "
+        "object sentence. parts-only: drop those object masks (predicted masks are left as they are)"),
+    "ap_scores": Variant("A4", AP_SCORES,
+        "constant (default): every predicted mask has score 1.0, as GLaMM, so ties follow unit and mask "
+        "order. predicted: use each mask's 'score' (1.0 where absent)"),
+    "miou": Variant("A5", MIOU_VARIANTS,
+        "glamm (default): per unit, the mean IoU of greedy max-IoU pairs; unpaired masks do not count. "
+        "per-gt: the same pairs averaged over all GT masks, unpaired ones 0. hungarian: pairs maximizing the "
+        "total IoU"),
+    "recall_matching": Variant("A6", RECALL_MATCHING,
+        "stop (default): GLaMM's loop, which ends at the first best-IoU pair failing a threshold. skip: "
+        "reject only that pair and go on"),
+    "recall_iou_threshold": Variant("A6", None, "IoU a Recall match needs (default: 0.5)", fraction, "T"),
+    "recall_text_gate": Variant("A7", TEXT_GATES,
+        "on (default): a Recall match also needs label similarity >= the text threshold. off: IoU-only Recall"),
+    "recall_text_model": Variant("A7", None,
+        "model of the Recall text gate: a local folder such as bert-base-uncased (mean-pooled over all "
+        "tokens, as GLaMM). Default: all-MiniLM-L6-v2, because bert-base-uncased is not installable offline; "
+        "MiniLM is the stricter gate, so Recall is not comparable with GLaMM's", metavar="PATH"),
+    "recall_text_threshold": Variant("A7", None, "label cosine similarity a Recall match needs (default: 0.5)",
+                                     fraction, "T"),
+    "recall_labels": Variant("A7", RECALL_LABELS,
+        "the labels the Recall text gate compares. raw (default): as written in the predictions and the "
+        "ground truth, as GLaMM compares them. normalized: after the --labels normalization (and "
+        "--fold-plurals) that SS uses"),
+    "label_pairs": Variant("A8", LABEL_PAIRS,
+        "which (predicted, GT) label pairs SS and S-IoU average over. miou (default): the mIoU pairs. recall: "
+        "Recall's matches. text: per unit, the assignment maximizing total SS, masks ignored. all-gt: every "
+        "GT label, paired as for miou, unpaired ones scoring 0"),
+    "labels": Variant("A9", LABEL_MODES,
+        "articles (default): strip, lowercase, drop one leading a/an/the; S-IoU keeps letters, digits and "
+        "spaces (CaSED). none: raw labels (pure CaSED). osprey: Osprey's cleanup"),
+    "fold_plurals": Variant("A10", None,
+        "fold regular English plurals (legs -> leg) before comparing labels (default: off, as CaSED and "
+        "Osprey)"),
+    "label_average": Variant("A11", LABEL_AVERAGES,
+        "pairs (default): SS and S-IoU pooled over the pairs of a task. samples: the mean of per-sample means"),
+}
+
+
 @dataclass(frozen=True)
 class EvalOptions:
+    """The metric variants (:data:`VARIANTS` documents each field); the defaults are the spec's."""
+
     gt_masks: str = "all"
-    """A3: ``all`` GT masks of the posed question, object masks included; ``parts-only`` drops the
-    object-identification masks of part questions (predictions are left as they are)."""
     ap_scores: str = "constant"
-    """A4: ``constant`` gives every predicted mask score 1.0 (GLaMM); ``predicted`` uses each mask's
-    ``score`` (1.0 where absent)."""
     miou: str = "glamm"
-    """A5: ``glamm`` = mean IoU of greedy max-IoU pairs per unit; ``per-gt`` = the same pairs, averaged
-    over all GT masks with 0 for unpaired ones; ``hungarian`` = pairs maximizing the total IoU."""
     recall_matching: str = "stop"
-    """A6: ``stop`` at the first best-IoU pair that fails a threshold (GLaMM); ``skip`` rejects only
-    that pair and goes on."""
     recall_iou_threshold: float = 0.5
     recall_text_gate: str = "on"
-    """A7: ``off`` makes Recall IoU-only."""
     recall_text_model: str | None = None
-    """A7: None = all-MiniLM-L6-v2 (GLaMM's bert-base-uncased is not installable here; MiniLM is a
-    stricter gate, so numbers are not comparable with GLaMM's); a local folder such as
-    bert-base-uncased is mean-pooled over all tokens as GLaMM does."""
     recall_text_threshold: float = 0.5
     recall_labels: str = "raw"
-    """A7: the labels the Recall text gate compares. ``raw``: as written in the files, as GLaMM compares
-    its phrases with its GT labels; ``normalized``: after the ``labels`` normalization SS uses (A9)."""
     label_pairs: str = "miou"
-    """A8: which (predicted, GT) label pairs SS and S-IoU average over: ``miou`` = the mIoU pairs;
-    ``recall`` = Recall's matches; ``text`` = per unit, the assignment maximizing total SS;
-    ``all-gt`` = every GT label, paired as for ``miou``, unpaired ones scoring 0."""
     labels: str = "articles"
-    """A9: label normalization, see :mod:`mixedparts.metrics.labels`."""
     fold_plurals: bool = False
-    """A10: fold regular English plurals before comparing labels."""
     label_average: str = "pairs"
-    """A11: SS and S-IoU pooled over pairs within a task (``pairs``), or the mean of per-sample means."""
 
     def __post_init__(self):
-        choices = {"gt_masks": GT_MASKS, "ap_scores": AP_SCORES, "miou": MIOU_VARIANTS,
-                   "recall_matching": RECALL_MATCHING, "recall_text_gate": TEXT_GATES,
-                   "recall_labels": RECALL_LABELS, "label_pairs": LABEL_PAIRS,
-                   "labels": LABEL_MODES, "label_average": LABEL_AVERAGES}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("recall_iou_threshold", "recall_text_threshold"):
-            value = getattr(self, name)
-            if not 0 < value <= 1:
-                raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+        for spec in fields(self):
+            value, variant = getattr(self, spec.name), VARIANTS[spec.name]
+            if variant.choices is not None and value not in variant.choices:
+                raise ValueError(f"{spec.name} must be one of {variant.choices}, got {value!r}")
+            if variant.kind is fraction and not 0 < value <= 1:
+                raise ValueError(f"{spec.name} must be in (0, 1], got {value!r}")
+
+    @classmethod
+    def from_args(cls, args) -> EvalOptions:
+        """The options of a namespace parsed with the flags of :func:`add_arguments`."""
+        return cls(**{spec.name: getattr(args, spec.name) for spec in fields(cls)})
 
     @property
     def recall_text_model_name(self) -> str | None:
@@ -102,3 +141,16 @@ class EvalOptions:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def add_arguments(parser) -> None:
+    """One command-line flag per :class:`EvalOptions` field (``--gt-masks`` for ``gt_masks``), with its
+    choices, default and help (an argparse parser or argument group)."""
+    for spec in fields(EvalOptions):
+        variant = VARIANTS[spec.name]
+        flag, text = "--" + spec.name.replace("_", "-"), f"{variant.item}. {variant.help}"
+        if isinstance(spec.default, bool):  # a switch, off by default
+            parser.add_argument(flag, action="store_true", help=text)
+        else:
+            parser.add_argument(flag, choices=variant.choices, type=variant.kind, default=spec.default,
+                                metavar=variant.metavar, help=text)

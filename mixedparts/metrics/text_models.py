@@ -95,6 +95,24 @@ class MeanPooledBert:
                 "weights_sha256": weights_sha256(str(weights)) if weights else None}
 
 
+def embed_distinct(embedder, first: list[str], second: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The embeddings of two label lists (rows in list order) for the cost of their distinct strings.
+
+    ``first`` is embedded exactly as on its own, so its rows (SS) do not change; ``second`` (the
+    recall gate's raw labels, mostly the same strings) reuses them and embeds only what is new. A
+    string's row may differ from a separate call's in float32 rounding (padding differs by batch),
+    far below what the gate's threshold or the printed scores can see.
+    """
+    first_rows = embedder.embed(first)
+    position = {text: i for i, text in enumerate(first)}
+    new = [text for text in dict.fromkeys(second) if text not in position]
+    new_rows = embedder.embed(new) if new else first_rows[:0]
+    for i, text in enumerate(new):
+        position.setdefault(text, len(first) + i)
+    rows = np.concatenate([first_rows, new_rows]) if len(new_rows) else first_rows
+    return first_rows, rows[[position[text] for text in second]] if second else first_rows[:0]
+
+
 def load_embedder(spec: str | None):
     """``None`` or "all-MiniLM-L6-v2" -> :class:`MiniLM`; a folder -> :class:`MeanPooledBert`."""
     if spec in (None, "", MiniLM.name, MINILM_ID):

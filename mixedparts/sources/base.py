@@ -43,7 +43,7 @@ def require_keys(record: dict, keys: Iterable[str], path: Path, where: str) -> N
 
 
 class SourceReader:
-    """Base of the three readers: ``read(split)`` yields :class:`ImageRecord` in file order.
+    """Base of every reader: ``read(split)`` yields :class:`ImageRecord` in file order.
 
     Subclasses set ``source`` and ``splits`` and implement ``image_root`` and ``_read``.
     """

@@ -328,8 +328,8 @@ def _few_shot(coco: dict) -> dict:
             "categories": coco["categories"]}
 
 
-def write(root: Path, coco_root: Path, *, scale: str, seed: int, images: bool) -> list[dict]:
-    """Write the release under ``root``; return the drawn record (``coco_root`` is PACO's business)."""
+def write(root: Path, *, scale: str, seed: int, images: bool) -> list[dict]:
+    """Write the release under ``root``; return the drawn record."""
     counts, size = SCALE_SIZES[scale]
     record: list[dict] = []
     for split in ("training", "validation"):

@@ -434,13 +434,13 @@ def _queries(objects: list[dict], parts: list[dict], image_ids: list[int]) -> li
     return queries
 
 
-def write(root: Path, coco_root: Path, *, scale: str, seed: int, images: bool) -> list[dict]:
-    """Write the release under ``root`` and its images under ``coco_root``; return the drawn record."""
+def write(root: Path, *, coco_images: Path, scale: str, seed: int, images: bool) -> list[dict]:
+    """Write the release under ``root`` and its images under ``coco_images``; return the drawn record."""
     counts, size = SCALE_SIZES[scale]
     record: list[dict] = []
     next_id = 1  # annotation ids are unique across the three files, as in the release
     for split in SPLITS:
-        jobs = [_Job(coco_root, split, index, seed, size, images) for index in range(counts[split])]
+        jobs = [_Job(coco_images, split, index, seed, size, images) for index in range(counts[split])]
         image_list, object_list, pending_parts = [], [], []
         for image, stubs, entry in drawing(_draw_all(jobs), len(jobs), f"PACO-LVIS {split}"):
             image_list.append(image)

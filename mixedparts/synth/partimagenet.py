@@ -287,8 +287,8 @@ def _whole_categories() -> list[dict]:
     return [{"id": FINE_INDEX[wnid], "name": wnid, "supercategory": SUPERCATEGORY_OF[wnid]} for wnid in WNIDS_SORTED]
 
 
-def write(root: Path, coco_root: Path, *, scale: str, seed: int, images: bool) -> list[dict]:
-    """Write the release under ``root`` and return the drawn record (``coco_root`` is PACO's, unused)."""
+def write(root: Path, *, scale: str, seed: int, images: bool) -> list[dict]:
+    """Write the release under ``root`` and return the drawn record."""
     counts, (width, height) = SCALE_PLAN[scale]
     record: list[dict] = []
     for split in SPLITS:
