@@ -111,6 +111,9 @@ class CalicoConfig(PretrainedConfig):
         mask_loss: str = "focal",
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
+        # "full": masks scored at the image's original size (GLaMM/LISA, the paper); "low": at the mask decoder's
+        # own resolution against area-downsampled ground truth (cheaper, for CPU training)
+        mask_loss_resolution: str = "full",
         # where the frozen base weights come from: {"glamm": path, "blip2": path, "dino": path} (local paths)
         base_checkpoints: dict | None = None,
         **kwargs,
@@ -149,6 +152,9 @@ class CalicoConfig(PretrainedConfig):
         self.mask_loss = mask_loss
         self.focal_alpha = float(focal_alpha)
         self.focal_gamma = float(focal_gamma)
+        if mask_loss_resolution not in ("full", "low"):
+            raise ValueError(f"mask_loss_resolution must be 'full' or 'low', got {mask_loss_resolution!r}")
+        self.mask_loss_resolution = mask_loss_resolution
         self.base_checkpoints = {k: str(v) for k, v in (base_checkpoints or {}).items() if v is not None}
         super().__init__(**kwargs)
         n_layers = self.text_config.num_hidden_layers

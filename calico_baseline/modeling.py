@@ -30,7 +30,7 @@ from calico_baseline.cam import CamContext, CorrespondenceAdaptation, install_ca
 from calico_baseline.cem import CorrespondenceExtraction
 from calico_baseline.config import CalicoConfig
 from calico_baseline.losses import mask_losses
-from calico_baseline.sam import build_sam, decode_masks
+from calico_baseline.sam import build_sam, crop_low_res, decode_low_res_masks, upscale_masks
 from calico_baseline.vision import VisualTokenizer
 
 
@@ -249,8 +249,11 @@ class CalicoForCausalLM(PreTrainedModel):
             return torch.cat([encoder(p[None].to(encoder.patch_embed.proj.weight.dtype)) for p in sam_pixels])
 
     def masks_for(self, seg_states: list[torch.Tensor], seg_images: list[list[int]], image_sample: torch.Tensor,
-                  sam_pixels, sam_input_sizes, original_sizes) -> list[list[torch.Tensor]]:
-        """Per sample: the [SEG] states (n_b×d) and their 0-based image indices → list of H×W mask logits."""
+                  sam_pixels, sam_input_sizes, original_sizes, low_res: list | None = None) -> list[list[torch.Tensor]]:
+        """Per sample: the [SEG] states (n_b×d) and their 0-based image indices → list of H×W mask logits.
+
+        With a ``low_res`` list, also fills it per sample with the decoder's own logits cropped to the image
+        (h×w), with their graph; the H×W masks are then computed from them without one (scoring only)."""
         image_embeddings = self.sam_embeddings(sam_pixels)
         first_image = {}
         for n, b in enumerate(image_sample.tolist()):
@@ -258,17 +261,25 @@ class CalicoForCausalLM(PreTrainedModel):
         results = []
         for b, (states, images) in enumerate(zip(seg_states, seg_images)):
             masks: list = [None] * len(images)
+            small: list = [None] * len(images)
             if len(images):
                 prompts = self.seg_embeddings(states)
                 for k in sorted(set(images)):
                     which = [i for i, image in enumerate(images) if image == k]
                     n = first_image[b] + k
-                    decoded = decode_masks(self.grounding_encoder, image_embeddings[n : n + 1], prompts[which],
-                                           tuple(int(v) for v in sam_input_sizes[n]),
-                                           tuple(int(v) for v in original_sizes[n]))
+                    input_size = tuple(int(v) for v in sam_input_sizes[n])
+                    logits = decode_low_res_masks(self.grounding_encoder, image_embeddings[n : n + 1], prompts[which])
+                    if low_res is not None:
+                        for i, mask in zip(which, crop_low_res(self.grounding_encoder, logits, input_size)):
+                            small[i] = mask
+                        logits = logits.detach()
+                    decoded = upscale_masks(self.grounding_encoder, logits, input_size,
+                                            tuple(int(v) for v in original_sizes[n]))
                     for i, mask in zip(which, decoded):
                         masks[i] = mask
             results.append(masks)
+            if low_res is not None:
+                low_res.append(small)
         return results
 
     def prefill_inputs(self, batch: dict):
@@ -305,10 +316,15 @@ class CalicoForCausalLM(PreTrainedModel):
         mask_term = dice_term = hidden.sum() * 0
         pred_masks, num_masks = [[] for _ in seg_states], 0
         if sam_pixels is not None and any(len(s) for s in seg_images):
+            low_res = [] if c.mask_loss_resolution == "low" else None
             pred_masks = self.masks_for(seg_states, seg_images, image_sample, sam_pixels, sam_input_sizes,
-                                        original_sizes)
-            preds = [m for masks in pred_masks for m in masks]
+                                        original_sizes, low_res)
+            preds = [m for masks in (low_res if low_res is not None else pred_masks) for m in masks]
             targets = [g for b, masks in enumerate(pred_masks) for g in list(gt_masks[b])[: len(masks)]]
+            if low_res is not None:
+                # area interpolation: each low-res target pixel is the share of its footprint the mask covers
+                targets = [F.interpolate(g[None, None].float(), tuple(p.shape), mode="area")[0, 0]
+                           for p, g in zip(preds, targets)]
             mask_term, dice_term, num_masks = mask_losses(preds, targets, c.mask_loss, c.focal_alpha, c.focal_gamma)
             total = total + c.mask_loss_weight * mask_term + c.dice_loss_weight * dice_term
         return CalicoOutput(loss=total, ce_loss=ce.detach(), mask_loss=mask_term.detach(),

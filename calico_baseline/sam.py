@@ -8,6 +8,7 @@ classes are the real ones (``Sam``, ``ImageEncoderViT``, ``PromptEncoder``, ``Ma
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -59,12 +60,10 @@ def build_sam(sam_config: dict) -> nn.Module:
     )
 
 
-def decode_masks(sam: nn.Module, image_embedding: torch.Tensor, prompts: torch.Tensor,
-                 input_size: tuple[int, int], original_size: tuple[int, int]) -> torch.Tensor:
-    """Masks of one image for ``n`` [SEG] prompts.
+def decode_low_res_masks(sam: nn.Module, image_embedding: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+    """The mask decoder's own n×1×4g×4g logits over SAM's padded square, for ``n`` [SEG] prompts.
 
     image_embedding: 1×C×g×g (SAM encoder output); prompts: n×C (projected [SEG] states).
-    Returns n×H×W mask logits at the image's original size (H, W) = ``original_size``.
     As GLaMM: sparse prompt = the [SEG] embedding as one token, dense prompt = ``no_mask_embed``.
     """
     n = prompts.shape[0]
@@ -74,9 +73,28 @@ def decode_masks(sam: nn.Module, image_embedding: torch.Tensor, prompts: torch.T
     dense = encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(n, -1, grid[0], grid[1])  # n×C×g×g
     low_res, _ = sam.mask_decoder(image_embeddings=image_embedding, image_pe=encoder.get_dense_pe(),
                                   sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                  multimask_output=False)  # n×1×4g×4g
+                                  multimask_output=False)
+    return low_res
+
+
+def crop_low_res(sam: nn.Module, low_res: torch.Tensor, input_size: tuple[int, int]) -> torch.Tensor:
+    """n×1×L×L low-res logits → n×h×w: the part of the padded square the resized image covers, at L/S scale."""
+    scale = low_res.shape[-1] / sam.image_encoder.img_size
+    h, w = (max(1, math.ceil(v * scale)) for v in input_size)
+    return low_res[:, 0, :h, :w]
+
+
+def upscale_masks(sam: nn.Module, low_res: torch.Tensor, input_size: tuple[int, int],
+                  original_size: tuple[int, int]) -> torch.Tensor:
+    """n×1×L×L low-res logits → n×H×W at the original size, as segment-anything's ``postprocess_masks``."""
     size = sam.image_encoder.img_size
     masks = F.interpolate(low_res.float(), (size, size), mode="bilinear", align_corners=False)
     masks = masks[..., : input_size[0], : input_size[1]]
     masks = F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
-    return masks[:, 0]  # n×H×W
+    return masks[:, 0]
+
+
+def decode_masks(sam: nn.Module, image_embedding: torch.Tensor, prompts: torch.Tensor,
+                 input_size: tuple[int, int], original_size: tuple[int, int]) -> torch.Tensor:
+    """Masks of one image for ``n`` [SEG] prompts: n×H×W logits at the original size (H, W) = ``original_size``."""
+    return upscale_masks(sam, decode_low_res_masks(sam, image_embedding, prompts), input_size, original_size)
