@@ -149,9 +149,10 @@ def evaluate(ground_truth: GroundTruth | Sequence[dict], predictions: Prediction
         ss_embeddings, recall_embeddings = embed_distinct(embedder, table.texts, gate_texts)
     else:
         ss_embeddings = embedder.embed(table.texts)
-        recall_embeddings = recall_embedder.embed(gate_texts) if gate_texts is not None else None
-        if gate_on and gate_texts is None:
-            recall_embeddings = ss_embeddings
+        if gate_texts is not None:
+            recall_embeddings = recall_embedder.embed(gate_texts)
+        else:
+            recall_embeddings = ss_embeddings if gate_on else None
     chunks = score_units(units, options, ss_embeddings, recall_embeddings, workers)
 
     scored = _Scored.collect(units, chunks, options, table, ss_embeddings)

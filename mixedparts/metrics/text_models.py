@@ -107,8 +107,7 @@ def embed_distinct(embedder, first: list[str], second: list[str]) -> tuple[np.nd
     position = {text: i for i, text in enumerate(first)}
     new = [text for text in dict.fromkeys(second) if text not in position]
     new_rows = embedder.embed(new) if new else first_rows[:0]
-    for i, text in enumerate(new):
-        position.setdefault(text, len(first) + i)
+    position.update((text, len(first) + i) for i, text in enumerate(new))
     rows = np.concatenate([first_rows, new_rows]) if len(new_rows) else first_rows
     return first_rows, rows[[position[text] for text in second]] if second else first_rows[:0]
 
