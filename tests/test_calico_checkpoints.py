@@ -9,28 +9,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from calico_baseline.checkpoints import TRAINED_FILE, load_base_checkpoints, read_state_dict
 from calico_baseline.modeling import CalicoForCausalLM
 
 from calico_baseline.testing import synthetic_sample, tiny_setup
+from upstream_fixtures import write_shards
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def write_sharded(state: dict, folder, shards: int = 2) -> None:
-    """model-0000k-of-0000n.safetensors + model.safetensors.index.json, as the GLaMM/BLIP-2 hub repos."""
-    folder.mkdir(parents=True, exist_ok=True)
-    keys = sorted(state)
-    weight_map = {}
-    for s in range(shards):
-        name = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
-        part = {k: state[k].contiguous() for k in keys[s::shards]}
-        save_file(part, str(folder / name), metadata={"format": "pt"})
-        weight_map.update({k: name for k in part})
-    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    write_shards(state, folder, shards, safetensors=True)
 
 
 def glamm_state(model) -> dict:

@@ -258,19 +258,33 @@ def region_encoder_state() -> dict:
     return {f"model.region_encoder.{n}": torch.randn(4, 4) for n in names}
 
 
-def write_bin_shards(state: dict, folder: Path, shards: int = 2) -> None:
-    """``pytorch_model-0000k-of-0000n.bin`` + ``pytorch_model.bin.index.json`` (transformers 4.31's layout)."""
+def write_shards(state: dict, folder: Path, shards: int = 2, safetensors: bool = False) -> None:
+    """A sharded checkpoint with its index, keys dealt round-robin over the shards.
+
+    ``safetensors=False``: ``pytorch_model-0000k-of-0000n.bin`` + ``pytorch_model.bin.index.json`` (transformers
+    4.31's layout, GLaMM's and LISA's repos); ``True``: ``model-0000k-of-0000n.safetensors`` +
+    ``model.safetensors.index.json`` (the GLaMM/BLIP-2 hub repos as converted to safetensors).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     keys = sorted(state)
     weight_map = {}
     for s in range(shards):
-        name = f"pytorch_model-{s + 1:05d}-of-{shards:05d}.bin"
+        name = f"model-{s + 1:05d}-of-{shards:05d}.safetensors" if safetensors else \
+            f"pytorch_model-{s + 1:05d}-of-{shards:05d}.bin"
         part = {k: state[k].contiguous() for k in keys[s::shards]}
-        torch.save(part, folder / name)
+        if safetensors:
+            from safetensors.torch import save_file
+
+            save_file(part, str(folder / name), metadata={"format": "pt"})
+        else:
+            torch.save(part, folder / name)
         weight_map.update({k: name for k in part})
-    total = sum(v.numel() * v.element_size() for v in state.values())
-    (folder / "pytorch_model.bin.index.json").write_text(
-        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    if safetensors:
+        (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    else:
+        total = sum(v.numel() * v.element_size() for v in state.values())
+        (folder / "pytorch_model.bin.index.json").write_text(
+            json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
 
 
 def clip_tower_state(prefix: str, image_size: int, width: int = 128, depth: int = 3) -> dict:
@@ -310,7 +324,7 @@ def glamm_folder(folder: Path, width: int = 64, depth: int = 3, with_tower: bool
     config.update({"architectures": ["GLaMMForCausalLM"], "mm_vision_module": "openai/clip-vit-large-patch14-336",
                    "mm_vision_tower": "openai/clip-vit-large-patch14-336", "mm_hidden_size": 128, "with_region": True,
                    "bbox_token_idx": tokenizer.convert_tokens_to_ids("<bbox>"), "num_reg_features": 4})
-    write_bin_shards(state, folder)
+    write_shards(state, folder)
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     tokenizer.model_max_length = 1536
     tokenizer.save_pretrained(folder)
@@ -334,7 +348,7 @@ def lisa_folder(folder: Path, width: int = 64, depth: int = 3, with_tower: bool 
     config.update({"architectures": ["LISAForCausalLM"], "mm_vision_tower": "openai/clip-vit-large-patch14",
                    "vision_tower": "openai/clip-vit-large-patch14", "mm_hidden_size": 128,
                    "seg_token_idx": tokenizer.convert_tokens_to_ids("[SEG]")})
-    write_bin_shards(state, folder)
+    write_shards(state, folder)
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     tokenizer.model_max_length = 512
     tokenizer.save_pretrained(folder)
