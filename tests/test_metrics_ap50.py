@@ -1,13 +1,62 @@
-"""AP50 (metrics.md 4.1): equal to a direct pycocotools COCOeval run as GLaMM does it, on random cases."""
+"""AP50 (metrics.md 4.1): equal, to the last bit, to pycocotools' COCOeval run as GLaMM's script runs it.
+
+The reference below is pycocotools itself: a COCO ground-truth object, ``loadRes`` of the detections,
+COCOeval with default parameters, ``stats[1]`` (GLaMM's path), and COCOeval's own ``evalImgs`` for the
+per-unit matching.
+"""
+
+import contextlib
+import io
 
 import numpy as np
 import pytest
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from mixedparts.metrics import ap50
 from metrics_helpers import box, empty_rle, random_box
 
+CATEGORY = 1
 
-def random_case(seed: int, units: int = 12, constant_scores: bool = True):
+
+def coco_run(ids, sizes, truth, predicted, scores) -> COCOeval:
+    """Evaluated (not accumulated) COCOeval of the units as GLaMM's files would load them: one COCO
+    image per unit, annotation ids in mask order, results through ``loadRes``."""
+    images = [{"id": uid, "height": h, "width": w} for uid, (h, w) in zip(ids, sizes)]
+    annotations = []
+    for uid, masks in zip(ids, truth):
+        for mask in masks:  # area() one mask at a time: pycocotools 2.0.x overflows on > 255 under NumPy 2
+            annotations.append({"id": len(annotations) + 1, "image_id": uid, "category_id": CATEGORY,
+                                "segmentation": mask, "area": float(mask_utils.area(mask)), "iscrowd": 0})
+    detections = [{"image_id": uid, "category_id": CATEGORY, "segmentation": m, "score": float(s)}
+                  for uid, masks, unit_scores in zip(ids, predicted, scores) for m, s in zip(masks, unit_scores)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = {"images": images, "annotations": annotations, "categories": [{"id": CATEGORY, "name": "x"}]}
+        gt.createIndex()
+        if detections:
+            dt = gt.loadRes(detections)
+        else:  # loadRes indexes the first result and fails on an empty list
+            dt = COCO()
+            dt.dataset = {"images": images, "annotations": [], "categories": gt.dataset["categories"]}
+            dt.createIndex()
+        evaluator = COCOeval(gt, dt, iouType="segm")
+        evaluator.params.catIds = [CATEGORY]
+        evaluator.evaluate()
+    return evaluator
+
+
+def cocoeval_ap50(*case) -> float:
+    evaluator = coco_run(*case)
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluator.accumulate()
+        evaluator.summarize()
+    value = float(evaluator.stats[1])
+    return value if value >= 0 else float("nan")
+
+
+def random_case(seed: int, units: int = 12, constant_scores: bool = True, overlapping: bool = False):
     rng = np.random.default_rng(seed)
     ids, sizes, truth, predicted, scores = [], [], [], [], []
     for unit in range(units):
@@ -18,6 +67,10 @@ def random_case(seed: int, units: int = 12, constant_scores: bool = True):
             if rng.random() < 0.7:
                 dt.append(mask if rng.random() < 0.5 else random_box(rng, size))
         dt += [random_box(rng, size) for _ in range(int(rng.integers(0, 3)))]
+        if overlapping and gt:  # GT masks inside one another and detections near several: contested matches
+            outer = box(size, 0, 0, size[0], size[1])
+            gt.append(outer)
+            dt += [outer, gt[0], outer] if rng.random() < 0.5 else [gt[0], outer]
         rng.shuffle(dt)
         ids.append(unit + 1)
         sizes.append(size)
@@ -28,38 +81,87 @@ def random_case(seed: int, units: int = 12, constant_scores: bool = True):
 
 
 def chunked_ap50(case, chunk: int) -> float:
-    """Our path: COCOeval per chunk of units (as workers run it), then one accumulate."""
+    """Our path: units matched per chunk (as workers run it), then one accumulation."""
     ids, sizes, truth, predicted, scores = case
-    eval_imgs = []
+    matches = []
     for start in range(0, len(ids), chunk):
         part = slice(start, start + chunk)
-        eval_imgs += ap50.evaluate_units(ids[part], sizes[part], truth[part], predicted[part], scores[part])[0]
-    return ap50.accumulate_ap50(eval_imgs, ids)
+        matches += ap50.evaluate_units(truth[part], predicted[part], scores[part])[0]
+    return ap50.accumulate_ap50(matches, ids)
 
 
-@pytest.mark.parametrize("seed", range(12))
-@pytest.mark.parametrize("constant_scores", [True, False])
-def test_equal_to_direct_cocoeval(seed, constant_scores):
-    case = random_case(seed, constant_scores=constant_scores)
-    reference = ap50.cocoeval_ap50(*case)
+def unit_results(evaluator: COCOeval, ids):
+    """COCOeval's evalImgs at area "all" and maxDets 100, in ``ids`` order (None where COCO has none)."""
+    position = {uid: i for i, uid in enumerate(evaluator.params.imgIds)}
+    return [evaluator.evalImgs[position[uid]] for uid in ids]  # area "all" comes first
+
+
+CASES = [(seed, constant, overlapping) for seed in range(12) for constant in (True, False)
+         for overlapping in (False, True)]
+
+
+@pytest.mark.parametrize("seed,constant_scores,overlapping", CASES)
+def test_ap50_is_cocoeval_stats_to_the_last_bit(seed, constant_scores, overlapping):
+    case = random_case(seed, constant_scores=constant_scores, overlapping=overlapping)
+    reference = cocoeval_ap50(*case)
     for chunk in (1, 5, 100):
         value = chunked_ap50(case, chunk)
-        assert value == pytest.approx(reference, abs=1e-12) or (np.isnan(value) and np.isnan(reference))
+        assert value == reference or (np.isnan(value) and np.isnan(reference))
+
+
+@pytest.mark.parametrize("seed,constant_scores,overlapping", CASES)
+def test_unit_matches_and_ious_are_cocoevals(seed, constant_scores, overlapping):
+    ids, sizes, truth, predicted, scores = case = random_case(seed, units=20, constant_scores=constant_scores,
+                                                              overlapping=overlapping)
+    evaluator = coco_run(*case)
+    matches, ious = ap50.evaluate_units(truth, predicted, scores)
+    for uid, ours, theirs, iou in zip(ids, matches, unit_results(evaluator, ids), ious):
+        if theirs is None:
+            assert ours is None
+            continue
+        assert ours.scores.tolist() == theirs["dtScores"]
+        assert ours.matched.tolist() == (theirs["dtMatches"][0] > 0).tolist()  # row 0: IoU 0.5
+        assert not theirs["dtIgnore"].any() and ours.gt_count == int(np.count_nonzero(theirs["gtIgnore"] == 0))
+        assert np.array_equal(np.asarray(iou), np.asarray(evaluator.ious[uid, CATEGORY]))
+
+
+def test_the_greedy_loop_is_exercised():
+    # The overlapping cases must reach the contested path of match_detections, or the tests above
+    # would check only its shortcut.
+    contested = 0
+    for seed in range(12):
+        _, _, truth, predicted, scores = random_case(seed, units=20, overlapping=True)
+        for iou in ap50.evaluate_units(truth, predicted, scores)[1]:
+            hits = np.asarray(iou) >= 0.5
+            if hits.size and (hits.sum(axis=0).max() > 1 or hits.sum(axis=1).max() > 1):
+                contested += 1
+    assert contested >= 20
+
+
+def test_equal_ious_go_to_the_last_gt_mask():
+    # COCO keeps the last of equally good GT masks: with the second detection able to take only the
+    # first GT mask, that choice decides whether both detections match.
+    iou = np.array([[0.6, 0.6], [0.7, 0.0]])
+    assert ap50.match_detections(iou).tolist() == [True, True]
+    assert ap50.match_detections(iou[:, ::-1]).tolist() == [True, False]
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_vectorized_accumulate_equals_cocoeval(seed):
-    case = random_case(seed, units=20, constant_scores=seed % 2 == 0)
-    ids = case[0]
-    eval_imgs, _ = ap50.evaluate_units(*case)
-    flags = [ap50.detection_flags(e) for e in eval_imgs]
+def test_accumulation_of_flags_is_cocoevals(seed):
+    case = random_case(seed, units=20, constant_scores=seed % 2 == 0, overlapping=seed % 4 < 2)
+    matches, _ = ap50.evaluate_units(*case[2:])
+    flags = [ap50.detection_flags(m) for m in matches]
     value = ap50.ap_from_flags(np.concatenate([f[0] for f in flags]), np.concatenate([f[1] for f in flags]),
                                np.concatenate([f[2] for f in flags]), sum(f[3] for f in flags))
-    assert value == pytest.approx(ap50.accumulate_ap50(eval_imgs, ids), abs=1e-12)
+    assert value == cocoeval_ap50(*case)
 
 
 def one_unit(truth, predicted, size=(4, 8)):
-    return ap50.cocoeval_ap50([1], [size], [truth], [predicted], [[1.0] * len(predicted)])
+    case = ([1], [size], [truth], [predicted], [[1.0] * len(predicted)])
+    ours = chunked_ap50(case, 1)
+    reference = cocoeval_ap50(*case)
+    assert ours == reference or (np.isnan(ours) and np.isnan(reference))
+    return ours
 
 
 def test_tie_order_decides_ap_with_constant_scores():
@@ -82,19 +184,20 @@ def test_iou_of_exactly_half_is_a_match():
 def test_no_predictions_is_zero_and_no_gt_is_undefined():
     size = (4, 8)
     gt = [box(size, 0, 0, 2, 2)]
-    eval_imgs, _ = ap50.evaluate_units([1, 2], [size, size], [gt, gt], [[], []], [[], []])
-    assert ap50.accumulate_ap50(eval_imgs, [1, 2]) == 0.0
-    eval_imgs, _ = ap50.evaluate_units([1], [size], [[]], [[gt[0]]], [[1.0]])
-    assert np.isnan(ap50.accumulate_ap50(eval_imgs, [1]))
+    matches, _ = ap50.evaluate_units([gt, gt], [[], []], [[], []])
+    assert ap50.accumulate_ap50(matches, [1, 2]) == 0.0
+    matches, _ = ap50.evaluate_units([[]], [[gt[0]]], [[1.0]])
+    assert np.isnan(ap50.accumulate_ap50(matches, [1]))
     assert np.isnan(ap50.accumulate_ap50([], []))
+    assert np.isnan(one_unit([], [gt[0]]))
 
 
 def test_a_unit_with_predictions_but_no_gt_adds_false_positives():
     size = (4, 8)
     mask = box(size, 0, 0, 2, 2)
-    eval_imgs, _ = ap50.evaluate_units([1, 2], [size, size], [[], [mask]], [[mask], [mask]], [[1.0], [1.0]])
+    case = ([1, 2], [size, size], [[], [mask]], [[mask], [mask]], [[1.0], [1.0]])
     # FP (unit 1) ranks before TP (unit 2): precision 0.5 at full recall.
-    assert ap50.accumulate_ap50(eval_imgs, [1, 2]) == pytest.approx(0.5)
+    assert chunked_ap50(case, 1) == cocoeval_ap50(*case) == pytest.approx(0.5)
 
 
 def test_only_the_first_100_masks_of_a_unit_count():
@@ -107,29 +210,5 @@ def test_only_the_first_100_masks_of_a_unit_count():
 def test_iou_matrices_come_back_in_score_order():
     size = (4, 8)
     a, b = box(size, 0, 0, 4, 4), box(size, 0, 4, 4, 8)
-    _, ious = ap50.evaluate_units([7], [size], [[a, b]], [[b, a]], [[0.2, 0.9]])
-    assert np.asarray(ious[7]).tolist() == [[1.0, 0.0], [0.0, 1.0]]  # a (score 0.9) first
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_results_index_equals_pycocotools_loadres(seed):
-    # coco_pair builds the results object itself (one vectorized area/bbox call); it must hold what
-    # COCO.loadRes, the path of GLaMM's script, would build from the same detections.
-    ids, sizes, truth, predicted, scores = random_case(seed, constant_scores=False)
-    gt, ours = ap50.coco_pair(ids, sizes, truth, predicted, scores)
-    detections = [{"image_id": uid, "category_id": ap50.CATEGORY, "segmentation": m, "score": float(s)}
-                  for uid, masks, unit_scores in zip(ids, predicted, scores) for m, s in zip(masks, unit_scores)]
-    theirs = gt.loadRes(detections)
-    assert ours.dataset["images"] == theirs.dataset["images"]
-    assert len(ours.anns) == len(theirs.anns) == len(detections)
-    for ann_id, ann in theirs.anns.items():
-        mine = ours.anns[ann_id]
-        assert set(mine) == set(ann)
-        for key in ann:
-            assert np.array_equal(mine[key], ann[key]) and type(mine[key]) is type(ann[key]), key
-    assert ours.imgToAnns.keys() == theirs.imgToAnns.keys()
-
-
-def test_areas_of_more_masks_than_pycocotools_takes_at_once():
-    masks = [box((12, 12), 0, 0, 1 + i % 10, 1 + i % 7) for i in range(600)]
-    assert ap50.mask_areas(masks).tolist() == [(1 + i % 10) * (1 + i % 7) for i in range(600)]
+    _, ious = ap50.evaluate_units([[a, b]], [[b, a]], [[0.2, 0.9]])
+    assert np.asarray(ious[0]).tolist() == [[1.0, 0.0], [0.0, 1.0]]  # a (score 0.9) first

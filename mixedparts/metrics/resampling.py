@@ -143,7 +143,7 @@ class SampleDetections:
 
     @classmethod
     def from_scored(cls, scored, unit_index: np.ndarray, unit_sample: np.ndarray, samples: int) -> SampleDetections:
-        flags = [ap50.detection_flags(scored.eval_imgs[i]) for i in unit_index]
+        flags = [ap50.detection_flags(scored.ap_matches[i]) for i in unit_index]
         # Units of a sample are consecutive in ground-truth order, so their detections are too.
         return cls(np.concatenate([f[0] for f in flags] + [np.zeros(0)]),
                    np.concatenate([f[1] for f in flags] + [np.zeros(0, bool)]),

@@ -34,7 +34,6 @@ class Units:
     sample: np.ndarray  # index of the unit's row in the ground truth
     image_index: np.ndarray
     unit_ids: list[int]
-    sizes: list[tuple[int, int]]
     category: list[str]  # the category of the object in the unit's image
     gt_masks: list[list[dict]]
     gt_labels: list[np.ndarray]
@@ -55,7 +54,7 @@ def build_units(rows: list[dict], predictions: Mapping[str, dict], table: LabelT
 
     ``recall_table`` interns the labels the Recall gate compares when they are not ``table``'s.
     """
-    sample, image_index, sizes, category = [], [], [], []
+    sample, image_index, category = [], [], []
     gt_masks, gt_labels, predicted_masks, predicted_labels, scores = [], [], [], [], []
     gt_recall_labels: list[np.ndarray] = []
     predicted_recall_labels: list[np.ndarray] = []
@@ -94,7 +93,6 @@ def build_units(rows: list[dict], predictions: Mapping[str, dict], table: LabelT
         for k in range(count):
             sample.append(number)
             image_index.append(k)
-            sizes.append((images[k]["height"], images[k]["width"]))
             category.append(objects.get(k, "?"))
             gt_masks.append(truth[k])
             gt_labels.append(np.array(truth_labels[k], dtype=np.int64))
@@ -106,7 +104,7 @@ def build_units(rows: list[dict], predictions: Mapping[str, dict], table: LabelT
                 predicted_recall_labels.append(np.array(predicted_recall[k], dtype=np.int64))
     with_recall = recall_intern is not None
     return Units(np.array(sample, dtype=np.int64), np.array(image_index, dtype=np.int64),
-                 list(range(1, len(sample) + 1)), sizes, category, gt_masks, gt_labels, predicted_masks,
+                 list(range(1, len(sample) + 1)), category, gt_masks, gt_labels, predicted_masks,
                  predicted_labels, scores, gt_recall_labels if with_recall else None,
                  predicted_recall_labels if with_recall else None)
 
@@ -142,7 +140,7 @@ class ChunkScores:
     miou_pairs: Pairs
     recall_pairs: Pairs
     text_pairs: Pairs
-    eval_imgs: list
+    ap_matches: list  # ap50.UnitMatches | None per unit
 
 
 _JOB: tuple | None = None  # (units, options, SS embeddings, recall embeddings); inherited by forked workers
@@ -151,10 +149,9 @@ _JOB: tuple | None = None  # (units, options, SS embeddings, recall embeddings);
 def score_chunk(bounds: tuple[int, int]) -> ChunkScores:
     start, stop = bounds
     units, options, ss_embeddings, recall_embeddings = _JOB
-    ids = units.unit_ids[start:stop]
-    eval_imgs, coco_ious = ap50.evaluate_units(ids, units.sizes[start:stop], units.gt_masks[start:stop],
-                                               units.predicted_masks[start:stop], units.scores[start:stop])
-    # COCO's IoU matrices list detections by descending score, truncated to 100; with equal scores and
+    ap_matches, ranked_ious = ap50.evaluate_units(units.gt_masks[start:stop], units.predicted_masks[start:stop],
+                                                  units.scores[start:stop])
+    # AP's IoU matrices list detections by descending score, truncated to 100; with equal scores and
     # at most 100 masks that is the file order mIoU and Recall need.
     reuse = options.ap_scores == "constant"
     miou_scores = np.zeros(stop - start)
@@ -166,7 +163,7 @@ def score_chunk(bounds: tuple[int, int]) -> ChunkScores:
         if not predicted or not truth:
             iou = np.zeros(shape)
         elif reuse and len(predicted) <= ap50.MAX_DETECTIONS:
-            iou = np.asarray(coco_ious[units.unit_ids[u]], dtype=float).reshape(shape)
+            iou = np.asarray(ranked_ious[offset], dtype=float).reshape(shape)
         else:
             iou = np.asarray(mask_utils.iou(predicted, truth, [0] * len(truth)), dtype=float).reshape(shape)
         predicted_labels, gt_labels = units.predicted_labels[u], units.gt_labels[u]
@@ -191,7 +188,7 @@ def score_chunk(bounds: tuple[int, int]) -> ChunkScores:
             ss[predicted_labels[:, None] == gt_labels[None, :]] = 1.0
             for p, g in text_pairs(ss):
                 label_pairs.add(u, predicted_labels[p], gt_labels[g])
-    return ChunkScores(start, miou_scores, matched, miou_pairs, recall_pairs, label_pairs, eval_imgs)
+    return ChunkScores(start, miou_scores, matched, miou_pairs, recall_pairs, label_pairs, ap_matches)
 
 
 def score_units(units: Units, options: EvalOptions, ss_embeddings: np.ndarray, recall_embeddings: np.ndarray | None,
