@@ -83,11 +83,11 @@ def random_case(seed: int, units: int = 12, constant_scores: bool = True, overla
 def chunked_ap50(case, chunk: int) -> float:
     """Our path: units matched per chunk (as workers run it), then one accumulation."""
     ids, sizes, truth, predicted, scores = case
-    matches = []
-    for start in range(0, len(ids), chunk):
+    parts, starts = [], list(range(0, len(ids), chunk))
+    for start in starts:
         part = slice(start, start + chunk)
-        matches += ap50.evaluate_units(truth[part], predicted[part], scores[part])[0]
-    return ap50.accumulate_ap50(matches, ids)
+        parts.append(ap50.evaluate_units(truth[part], predicted[part], scores[part])[0])
+    return ap50.accumulate_ap50(ap50.Detections.concatenate(parts, starts), sum(map(len, truth)))
 
 
 def unit_results(evaluator: COCOeval, ids):
@@ -114,14 +114,15 @@ def test_unit_matches_and_ious_are_cocoevals(seed, constant_scores, overlapping)
     ids, sizes, truth, predicted, scores = case = random_case(seed, units=20, constant_scores=constant_scores,
                                                               overlapping=overlapping)
     evaluator = coco_run(*case)
-    matches, ious = ap50.evaluate_units(truth, predicted, scores)
-    for uid, ours, theirs, iou in zip(ids, matches, unit_results(evaluator, ids), ious):
-        if theirs is None:
-            assert ours is None
+    detections, ious = ap50.evaluate_units(truth, predicted, scores)
+    for u, (uid, theirs, iou) in enumerate(zip(ids, unit_results(evaluator, ids), ious)):
+        mine = detections.unit == u
+        if theirs is None:  # COCO keeps nothing of a unit without masks
+            assert not truth[u] and not predicted[u] and not mine.any()
             continue
-        assert ours.scores.tolist() == theirs["dtScores"]
-        assert ours.matched.tolist() == (theirs["dtMatches"][0] > 0).tolist()  # row 0: IoU 0.5
-        assert not theirs["dtIgnore"].any() and ours.gt_count == int(np.count_nonzero(theirs["gtIgnore"] == 0))
+        assert detections.scores[mine].tolist() == theirs["dtScores"]
+        assert detections.matched[mine].tolist() == (theirs["dtMatches"][0] > 0).tolist()  # row 0: IoU 0.5
+        assert not theirs["dtIgnore"].any() and len(truth[u]) == int(np.count_nonzero(theirs["gtIgnore"] == 0))
         assert np.array_equal(np.asarray(iou), np.asarray(evaluator.ious[uid, CATEGORY]))
 
 
@@ -147,13 +148,15 @@ def test_equal_ious_go_to_the_last_gt_mask():
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_accumulation_of_flags_is_cocoevals(seed):
-    case = random_case(seed, units=20, constant_scores=seed % 2 == 0, overlapping=seed % 4 < 2)
-    matches, _ = ap50.evaluate_units(*case[2:])
-    flags = [ap50.detection_flags(m) for m in matches]
-    value = ap50.ap_from_flags(np.concatenate([f[0] for f in flags]), np.concatenate([f[1] for f in flags]),
-                               np.concatenate([f[2] for f in flags]), sum(f[3] for f in flags))
-    assert value == cocoeval_ap50(*case)
+def test_subsets_of_units_are_cocoevals_over_those_units(seed):
+    # What the breakdowns and tasks do: accumulate the detections of some of the units.
+    ids, sizes, truth, predicted, scores = case = random_case(seed, units=20, constant_scores=seed % 2 == 0,
+                                                              overlapping=seed % 4 < 2)
+    detections, _ = ap50.evaluate_units(truth, predicted, scores)
+    chosen = np.random.default_rng(seed).random(len(ids)) < 0.5
+    value = ap50.accumulate_ap50(detections.of_units(chosen), sum(len(t) for t, c in zip(truth, chosen) if c))
+    reference = cocoeval_ap50(*[[x for x, c in zip(column, chosen) if c] for column in case])
+    assert value == reference or (np.isnan(value) and np.isnan(reference))
 
 
 def one_unit(truth, predicted, size=(4, 8)):
@@ -184,12 +187,9 @@ def test_iou_of_exactly_half_is_a_match():
 def test_no_predictions_is_zero_and_no_gt_is_undefined():
     size = (4, 8)
     gt = [box(size, 0, 0, 2, 2)]
-    matches, _ = ap50.evaluate_units([gt, gt], [[], []], [[], []])
-    assert ap50.accumulate_ap50(matches, [1, 2]) == 0.0
-    matches, _ = ap50.evaluate_units([[]], [[gt[0]]], [[1.0]])
-    assert np.isnan(ap50.accumulate_ap50(matches, [1]))
-    assert np.isnan(ap50.accumulate_ap50([], []))
+    assert chunked_ap50(([1, 2], [size, size], [gt, gt], [[], []], [[], []]), 1) == 0.0
     assert np.isnan(one_unit([], [gt[0]]))
+    assert np.isnan(chunked_ap50(([], [], [], [], []), 1))
 
 
 def test_a_unit_with_predictions_but_no_gt_adds_false_positives():

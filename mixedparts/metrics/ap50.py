@@ -20,16 +20,29 @@ IOU_THRESHOLD = 0.5
 MAX_DETECTIONS = 100  # COCO's maxDets[-1]: further masks of a unit are silently dropped, as in GLaMM
 
 
-@dataclass(frozen=True)
-class UnitMatches:
-    """What COCOeval's ``evaluateImg`` keeps of one unit at IoU 0.5, area "all", maxDets 100.
+@dataclass
+class Detections:
+    """What COCOeval's ``evaluateImg`` keeps of some units at IoU 0.5, area "all", maxDets 100, as arrays.
 
-    Detections are in COCO's rank order (descending score, ties in file order), at most 100.
+    Detections are listed unit after unit, each unit's in COCO's rank order (descending score, ties in
+    file order, at most 100).
     """
 
+    unit: np.ndarray  # int64: position of the detection's unit in the units given
     scores: np.ndarray  # float64
     matched: np.ndarray  # bool: the detection took a GT mask at IoU >= 0.5
-    gt_count: int
+
+    @classmethod
+    def concatenate(cls, parts: list[Detections], unit_offsets: list[int]) -> Detections:
+        """One listing of several chunks' detections; chunk ``i`` starts at unit ``unit_offsets[i]``."""
+        return cls(np.concatenate([p.unit + offset for p, offset in zip(parts, unit_offsets)] + [np.zeros(0, np.int64)]),
+                   np.concatenate([p.scores for p in parts] + [np.zeros(0)]),
+                   np.concatenate([p.matched for p in parts] + [np.zeros(0, bool)]))
+
+    def of_units(self, selected: np.ndarray) -> Detections:
+        """The detections of the units where the boolean ``selected`` is true, in listing order."""
+        keep = selected[self.unit]
+        return Detections(self.unit[keep], self.scores[keep], self.matched[keep])
 
 
 def match_detections(iou: np.ndarray) -> np.ndarray:
@@ -56,55 +69,41 @@ def match_detections(iou: np.ndarray) -> np.ndarray:
 
 
 def evaluate_units(gt_masks: list[list[dict]], predicted_masks: list[list[dict]],
-                   scores: list[list[float]]) -> tuple[list[UnitMatches | None], list]:
+                   scores: list[list[float]]) -> tuple[Detections, list]:
     """COCOeval's per-image evaluation of some units, without building COCO objects.
 
-    Returns, per unit, its :class:`UnitMatches` (None when it has neither GT nor predicted masks, as
-    COCOeval's ``evalImgs``) and its IoU matrix (detections in rank order x GT masks; ``[]`` when a
-    side is empty, as COCOeval's ``ious``), which mIoU and Recall reuse. The IoUs are pycocotools'
-    ``iou`` of the same RLEs COCOeval passes it; tests check every field against COCOeval's.
+    Returns their :class:`Detections` and, per unit, its IoU matrix (detections in rank order x GT
+    masks; ``[]`` when a side is empty, as COCOeval's ``ious``), which mIoU and Recall reuse. The IoUs
+    are pycocotools' ``iou`` of the same RLEs COCOeval passes it; tests check every field against
+    COCOeval's ``evalImgs`` and ``ious``.
     """
     iou_of = mask_utils.iou
-    results, ious = [], []
-    for truth, predicted, unit_scores in zip(gt_masks, predicted_masks, scores):
-        if not truth and not predicted:
-            results.append(None)
+    owners, ranked_scores, matches, ious = [], [], [], []
+    for u, (truth, predicted, unit_scores) in enumerate(zip(gt_masks, predicted_masks, scores)):
+        if not predicted:
             ious.append([])
             continue
         ranked = np.asarray(unit_scores, dtype=float)
         order = np.argsort(-ranked, kind="mergesort")[:MAX_DETECTIONS]
-        ranked = ranked[order]
-        if truth and predicted:
+        if truth:
             iou = iou_of([predicted[i] for i in order], truth, [0] * len(truth))
-            matched = match_detections(iou)
+            matches.append(match_detections(iou))
         else:
-            iou, matched = [], np.zeros(len(order), dtype=bool)
-        results.append(UnitMatches(ranked, matched, len(truth)))
+            iou = []
+            matches.append(np.zeros(len(order), dtype=bool))
+        owners.append(np.full(len(order), u, dtype=np.int64))
+        ranked_scores.append(ranked[order])
         ious.append(iou)
-    return results, ious
+    if not owners:
+        return Detections(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool)), ious
+    return Detections(np.concatenate(owners), np.concatenate(ranked_scores), np.concatenate(matches)), ious
 
 
-def accumulate_ap50(matches: list[UnitMatches | None], unit_ids: list[int]) -> float:
-    """AP at IoU 0.5 over the given units, as COCOeval's ``accumulate`` and ``stats[1]`` compute it.
-
-    ``matches[i]`` belongs to ``unit_ids[i]``; COCO lists units by id. Returns NaN when the units hold
-    no GT (pycocotools reports -1) and 0 when they hold GT but no predictions.
-    """
-    listed = [matches[i] for i in np.argsort(unit_ids, kind="stable")]
-    listed = [m for m in listed if m is not None]
-    if not listed:
-        return float("nan")
-    scores = np.concatenate([m.scores for m in listed])
-    matched = np.concatenate([m.matched for m in listed])
-    return ap_from_flags(scores, matched, ~matched, sum(m.gt_count for m in listed))
-
-
-def detection_flags(matches: UnitMatches | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """(scores, true positives, false positives, GT count) of one unit at IoU 0.5."""
-    if matches is None:
-        empty = np.zeros(0)
-        return empty, empty.astype(bool), empty.astype(bool), 0
-    return matches.scores, matches.matched, ~matches.matched, matches.gt_count
+def accumulate_ap50(detections: Detections, gt_count: int) -> float:
+    """AP at IoU 0.5 of units listed in COCO's order (by unit id) with ``gt_count`` GT masks in all, as
+    COCOeval's ``accumulate`` and ``stats[1]`` compute it: NaN when there is no GT (pycocotools reports
+    -1), 0 when there is GT but no detection."""
+    return ap_from_flags(detections.scores, detections.matched, ~detections.matched, gt_count)
 
 
 RECALL_THRESHOLDS = np.linspace(0.0, 1.00, 101)  # COCO's recThrs

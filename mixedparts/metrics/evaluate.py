@@ -230,7 +230,7 @@ class _Scored:
         self.options = options
         self.unit_ids = units.unit_ids
         self.sample = units.sample
-        self.ap_matches = [m for chunk in chunks for m in chunk.ap_matches]
+        self.detections = ap50.Detections.concatenate([c.detections for c in chunks], [c.start for c in chunks])
         self.miou = np.concatenate([chunk.miou for chunk in chunks])
         self.matched = np.concatenate([chunk.recall_matched for chunk in chunks])
         self.gt_count = np.array([len(m) for m in units.gt_masks], dtype=np.int64)
@@ -260,7 +260,8 @@ class _Scored:
         index = np.flatnonzero(selected)
         if not len(index):
             return {m: 0.0 for m in METRICS}
-        ap = ap50.accumulate_ap50([self.ap_matches[i] for i in index], [self.unit_ids[i] for i in index])
+        # Units are numbered in ground-truth order, so a subset's detections are in COCO's image order.
+        ap = ap50.accumulate_ap50(self.detections.of_units(selected), int(self.gt_count[index].sum()))
         values = {
             "AP50": 0.0 if math.isnan(ap) else ap,
             "mIoU": float(np.mean(self.miou[index])),

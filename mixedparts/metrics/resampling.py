@@ -143,13 +143,13 @@ class SampleDetections:
 
     @classmethod
     def from_scored(cls, scored, unit_index: np.ndarray, unit_sample: np.ndarray, samples: int) -> SampleDetections:
-        flags = [ap50.detection_flags(scored.ap_matches[i]) for i in unit_index]
         # Units of a sample are consecutive in ground-truth order, so their detections are too.
-        return cls(np.concatenate([f[0] for f in flags] + [np.zeros(0)]),
-                   np.concatenate([f[1] for f in flags] + [np.zeros(0, bool)]),
-                   np.concatenate([f[2] for f in flags] + [np.zeros(0, bool)]),
-                   np.bincount(unit_sample, weights=[len(f[0]) for f in flags], minlength=samples).astype(np.int64),
-                   np.bincount(unit_sample, weights=[f[3] for f in flags], minlength=samples).astype(np.int64))
+        local = np.full(len(scored.unit_ids), -1, dtype=np.int64)
+        local[unit_index] = unit_sample
+        kept = scored.detections.of_units(local >= 0)
+        return cls(kept.scores, kept.matched, ~kept.matched,
+                   np.bincount(local[kept.unit], minlength=samples).astype(np.int64),
+                   np.bincount(unit_sample, weights=scored.gt_count[unit_index], minlength=samples).astype(np.int64))
 
     def ap50(self, draw: np.ndarray) -> float:
         """AP50 over the samples ``draw`` (indices, repeats allowed), detections listed in that order."""

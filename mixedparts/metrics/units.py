@@ -140,7 +140,7 @@ class ChunkScores:
     miou_pairs: Pairs
     recall_pairs: Pairs
     text_pairs: Pairs
-    ap_matches: list  # ap50.UnitMatches | None per unit
+    detections: ap50.Detections  # AP's ranked detections; ``unit`` counts from the chunk's start
 
 
 _JOB: tuple | None = None  # (units, options, SS embeddings, recall embeddings); inherited by forked workers
@@ -149,7 +149,7 @@ _JOB: tuple | None = None  # (units, options, SS embeddings, recall embeddings);
 def score_chunk(bounds: tuple[int, int]) -> ChunkScores:
     start, stop = bounds
     units, options, ss_embeddings, recall_embeddings = _JOB
-    ap_matches, ranked_ious = ap50.evaluate_units(units.gt_masks[start:stop], units.predicted_masks[start:stop],
+    detections, ranked_ious = ap50.evaluate_units(units.gt_masks[start:stop], units.predicted_masks[start:stop],
                                                   units.scores[start:stop])
     # AP's IoU matrices list detections by descending score, truncated to 100; with equal scores and
     # at most 100 masks that is the file order mIoU and Recall need.
@@ -188,7 +188,7 @@ def score_chunk(bounds: tuple[int, int]) -> ChunkScores:
             ss[predicted_labels[:, None] == gt_labels[None, :]] = 1.0
             for p, g in text_pairs(ss):
                 label_pairs.add(u, predicted_labels[p], gt_labels[g])
-    return ChunkScores(start, miou_scores, matched, miou_pairs, recall_pairs, label_pairs, ap_matches)
+    return ChunkScores(start, miou_scores, matched, miou_pairs, recall_pairs, label_pairs, detections)
 
 
 def score_units(units: Units, options: EvalOptions, ss_embeddings: np.ndarray, recall_embeddings: np.ndarray | None,
