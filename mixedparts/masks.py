@@ -102,34 +102,46 @@ def parse_counts(counts: Sequence[str | bytes], exact: bool = False) -> RunLengt
     lengths = np.fromiter(map(len, raw), dtype=np.int64, count=n)
     problem = np.zeros(n, dtype=np.int8)
     first = np.zeros(n + 1, dtype=np.int64)
-    chunk = np.frombuffer(b"".join(raw), dtype=np.uint8).astype(np.int64) - 48
+    # Per-character work stays in small integer types; int64 only per value (a value is 1-7 characters).
+    chunk = np.frombuffer(b"".join(raw), dtype=np.uint8) - np.uint8(48)  # wraps below '0' to > 63: bad too
     if chunk.size == 0:
         return RunLengths(np.zeros(0, dtype=object if exact else np.int64), first, problem)
-    string_of_char = np.repeat(np.arange(n), lengths)
-    bad = np.flatnonzero((chunk < 0) | (chunk > 63))
+    string_end = np.cumsum(lengths)  # exclusive end of each string's characters
+    bad = np.flatnonzero(chunk > 63)
     if bad.size:
+        chunk = chunk.copy()
         chunk[bad] = 0
     more = (chunk & 0x20) != 0
-    last_char = np.cumsum(lengths)[lengths > 0] - 1
-    truncated = string_of_char[last_char[more[last_char]]]  # the last value never ends
+    filled = np.flatnonzero(lengths > 0)
+    last_char = string_end[filled] - 1
+    truncated = filled[more[last_char]]  # the last value never ends
     more[last_char] = False  # so that no value straddles two strings
     ends = np.flatnonzero(~more)
     starts = np.concatenate(([0], ends[:-1] + 1))
-    place = np.arange(chunk.size) - np.repeat(starts, ends - starts + 1)
-    too_long = string_of_char[place >= _MAX_CHUNKS] if place.max() >= _MAX_CHUNKS else string_of_char[:0]
+    width = ends - starts + 1  # characters per value
+    # Values end at their string's last character at the latest, so counting the ends before each
+    # string's end gives every string's first value.
+    first[1:] = np.searchsorted(ends, string_end, side="left")
+    owner = np.repeat(np.arange(n), np.diff(first))
+    too_long = owner[width > _MAX_CHUNKS]
     if exact:
-        chunk, place = chunk.astype(object), place.astype(object)
-    elif too_long.size:
-        place = np.minimum(place, _MAX_CHUNKS - 1)
+        values = (chunk[starts] & 0x1F).astype(object)
+        for place in range(1, int(width.max())):
+            longer = np.flatnonzero(width > place)
+            values[longer] += (chunk[starts[longer] + place] & 0x1F).astype(object) << (5 * place)
+        shift = 5 * width.astype(object)
+    else:
+        values = (chunk[starts] & 0x1F).astype(np.int64)
+        for place in range(1, min(int(width.max()), _MAX_CHUNKS)):
+            longer = np.flatnonzero(width > place)
+            values[longer] += (chunk[starts[longer] + place] & 0x1F).astype(np.int64) << (5 * place)
+        shift = 5 * np.minimum(width, _MAX_CHUNKS)  # too-long values are flagged; this only keeps them finite
     # Each chunk adds its 5 bits at its place in its value; the bits never overlap, so a sum is an OR.
-    values = np.add.reduceat((chunk & 0x1F) << (5 * place), starts)
     negative = (chunk[ends] & 0x10) != 0
     one = 1 if exact else np.int64(1)
-    values[negative] -= one << (5 * (place[ends][negative] + 1))
+    values[negative] -= one << shift[negative]
     # The delta rule, run[i] = value[i] + run[i - 2] for i >= 3, makes odd runs running sums of the odd
     # values and even runs from index 2 on running sums of the even values, within each string.
-    owner = string_of_char[ends]
-    np.cumsum(np.bincount(owner, minlength=n), out=first[1:])
     string_first = first[owner]
     index = np.arange(len(values)) - string_first
     odd = (index & 1) == 1
@@ -145,7 +157,7 @@ def parse_counts(counts: Sequence[str | bytes], exact: bool = False) -> RunLengt
     if not exact:
         problem[too_long] = TOO_LONG_VALUE
     problem[truncated] = TRUNCATED
-    problem[string_of_char[bad]] = BAD_CHARACTER
+    problem[np.searchsorted(string_end, bad, side="right")] = BAD_CHARACTER
     return RunLengths(runs, first, problem)
 
 
