@@ -108,10 +108,8 @@ def build(readers, out: str | Path, options: BuildOptions = BuildOptions(), work
     state = prepare_output(out, fingerprint)  # only now: bad input above leaves the folder untouched
 
     def rows_between(split: str, start: int, end: int) -> list:
-        planned = []
-        for i in range(start, end):
-            pool_index, task, objects = plans[split].row(i)
-            planned.append((pools[split][pool_index], task, objects))
+        planned = [(pools[split][pool_index], task, objects)
+                   for pool_index, task, objects in plans[split].rows(start, end)]
         return materialize_rows(planned, options.seed)
 
     split_rows = {split: len(plan) for split, plan in plans.items()}

@@ -19,13 +19,6 @@ from mixedparts.masks import Rle
 from mixedparts.sources.records import ImageRecord
 
 
-class Segment(NamedTuple):
-    label: str
-    kind: str
-    image_index: int
-    mask: Rle
-
-
 class SampleFields(NamedTuple):
     sample_id: str
     source: str
@@ -35,7 +28,7 @@ class SampleFields(NamedTuple):
     categories: list[str]  # one object per image, in image order
     question: str
     answer: str
-    segments: list[Segment]
+    segments: list[tuple[str, str, int, Rle]]  # (label, kind, image_index, mask): a NamedTuple each cost ~1 us
 
     def as_row(self) -> dict:
         """The Sample row (docs/formats.md) as plain Python values."""
@@ -49,9 +42,14 @@ class SampleFields(NamedTuple):
             "objects": [{"image_index": i, "category": c} for i, c in enumerate(self.categories)],
             "question": self.question,
             "answer": self.answer,
-            "segments": [{"label": s.label, "kind": s.kind, "image_index": s.image_index, "mask": s.mask}
-                         for s in self.segments],
+            "segments": [{"label": label, "kind": kind, "image_index": image_index, "mask": mask}
+                         for label, kind, image_index, mask in self.segments],
         }
+
+
+def arrow_schema() -> pa.Schema:
+    """The Sample schema as Arrow's; the first call imports ``datasets`` (~1.5 CPU s)."""
+    return schema.SAMPLE_FEATURES.arrow_schema
 
 
 def _offsets(lengths: list[int]) -> pa.Array:
@@ -72,16 +70,16 @@ def _list_of(list_type: pa.ListType, lengths: list[int], columns: dict) -> pa.Li
 
 def table_of(rows: list[SampleFields]) -> pa.Table:
     """``pa.Table.from_pylist([row.as_row() for row in rows], schema=SAMPLE_FEATURES' schema)``, faster."""
-    arrow_schema = schema.SAMPLE_FEATURES.arrow_schema
+    sample_schema = arrow_schema()
     images = [image for row in rows for image in row.images]
     categories = [category for row in rows for category in row.categories]
     segments = [segment for row in rows for segment in row.segments]
     image_lengths = [len(row.images) for row in rows]
     object_lengths = [len(row.categories) for row in rows]
     starts = np.repeat(np.cumsum([0, *object_lengths[:-1]]), object_lengths) if rows else np.zeros(0, np.int64)
-    masks = [segment.mask for segment in segments]
+    labels, kinds, image_indices, masks = zip(*segments) if segments else ((), (), (), ())
     sizes = [side for mask in masks for side in mask["size"]]
-    segment_type = arrow_schema.field("segments").type
+    segment_type = sample_schema.field("segments").type
     mask_type = segment_type.value_type.field("mask").type
     size_type = mask_type.field("size").type
     mask_column = pa.StructArray.from_arrays(
@@ -94,18 +92,17 @@ def table_of(rows: list[SampleFields]) -> pa.Table:
         "source": [row.source for row in rows],
         "split": [row.split for row in rows],
         "task": [row.task for row in rows],
-        "images": _list_of(arrow_schema.field("images").type, image_lengths, {
+        "images": _list_of(sample_schema.field("images").type, image_lengths, {
             "image_id": [i.image_id for i in images], "file_name": [i.file_name for i in images],
             "width": [i.width for i in images], "height": [i.height for i in images]}),
-        "objects": _list_of(arrow_schema.field("objects").type, object_lengths, {
+        "objects": _list_of(sample_schema.field("objects").type, object_lengths, {
             "image_index": np.arange(len(categories), dtype=np.int32) - starts.astype(np.int32),
             "category": categories}),
         "question": [row.question for row in rows],
         "answer": [row.answer for row in rows],
         "segments": _list_of(segment_type, [len(row.segments) for row in rows], {
-            "label": [s.label for s in segments], "kind": [s.kind for s in segments],
-            "image_index": [s.image_index for s in segments], "mask": mask_column}),
+            "label": labels, "kind": kinds, "image_index": image_indices, "mask": mask_column}),
     }
     return pa.Table.from_arrays([columns[f.name] if isinstance(columns[f.name], pa.Array)
-                                 else pa.array(columns[f.name], type=f.type) for f in arrow_schema],
-                                schema=arrow_schema)
+                                 else pa.array(columns[f.name], type=f.type) for f in sample_schema],
+                                schema=sample_schema)

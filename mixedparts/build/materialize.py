@@ -8,7 +8,7 @@ import numpy as np
 
 from mixedparts import masks
 from mixedparts.build import language
-from mixedparts.build.columns import SampleFields, Segment
+from mixedparts.build.columns import SampleFields
 from mixedparts.build.language import Label
 from mixedparts.build.pairing import COMMON_OBJECT, COMMON_PARTS, UNIQUE_PARTS, unique_parts_by_object
 from mixedparts.build.pool import Pool
@@ -130,7 +130,7 @@ def worded_sample(source: str, split: str, task: int, images: list[ImageRecord],
         answer = f"{answer} {language.parts_sentence(part_labels, kind, rng)}"
         labels = labels + part_labels
 
-    segments = [Segment(label.name, label.kind, image_index, mask_of(label, image_index))
+    segments = [(label.name, label.kind, image_index, mask_of(label, image_index))
                 for label in labels for image_index in label.image_indices]
     task_name = TASKS[task]
     return SampleFields(f"{source}-{split}-{task_name}-{key.hex()[:16]}", source, split, task_name, images,

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from mixedparts import __version__
 from mixedparts.build.card import write_card, write_json_atomic
-from mixedparts.build.columns import SampleFields
+from mixedparts.build.columns import SampleFields, arrow_schema
 from mixedparts.build.options import BUILDER_VERSION
 from mixedparts.build.shards import sha256_of, shard_name, write_shard
 from mixedparts.errors import MixedPartsError
@@ -111,6 +111,8 @@ def write_dataset(out: Path, state: dict, split_rows: dict[str, int],
         (out / MANIFEST).unlink(missing_ok=True)
 
     _ROWS_BETWEEN[:] = [rows_between]
+    if jobs:
+        arrow_schema()  # imports datasets once here, which the forked writers inherit instead of each importing it
     try:
         with tqdm(total=sum(end - start for _, start, end, _ in jobs), desc="writing shards", unit=" samples",
                   disable=None if progress else True) as bar:
