@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mixedparts.build.card import checksum_files, source_files
+from mixedparts.build.gc_pause import cyclic_gc_paused
 from mixedparts.build.materialize import materialize_rows
 from mixedparts.build.options import BuildOptions
 from mixedparts.build.pairing import Plan, plan_pool
@@ -98,11 +99,12 @@ def build(readers, out: str | Path, options: BuildOptions = BuildOptions(), work
     check_output(out, fingerprint)
 
     clock = time.perf_counter()
-    pools = read_pools(readers, options, progress)
-    seconds = {"reading": time.perf_counter() - clock}
-    clock = time.perf_counter()
-    plans = {split: plan_split(pools[split], split, options, progress) for split in SPLITS if pools.get(split)}
-    seconds["pairing"] = time.perf_counter() - clock
+    with cyclic_gc_paused():
+        pools = read_pools(readers, options, progress)
+        seconds = {"reading": time.perf_counter() - clock}
+        clock = time.perf_counter()
+        plans = {split: plan_split(pools[split], split, options, progress) for split in SPLITS if pools.get(split)}
+        seconds["pairing"] = time.perf_counter() - clock
     if not plans:
         raise MixedPartsError("the sources hold no usable objects (after the area filter)")
     state = prepare_output(out, fingerprint)  # only now: bad input above leaves the folder untouched

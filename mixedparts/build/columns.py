@@ -77,7 +77,7 @@ def table_of(rows: list[SampleFields]) -> pa.Table:
     image_lengths = [len(row.images) for row in rows]
     object_lengths = [len(row.categories) for row in rows]
     starts = np.repeat(np.cumsum([0, *object_lengths[:-1]]), object_lengths) if rows else np.zeros(0, np.int64)
-    labels, kinds, image_indices, masks = zip(*segments) if segments else ((), (), (), ())
+    labels, kinds, image_indices, masks = ([segment[field] for segment in segments] for field in range(4))
     sizes = [side for mask in masks for side in mask["size"]]
     segment_type = sample_schema.field("segments").type
     mask_type = segment_type.value_type.field("mask").type

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from mixedparts import __version__
 from mixedparts.build.card import write_card, write_json_atomic
 from mixedparts.build.columns import SampleFields, arrow_schema
+from mixedparts.build.gc_pause import cyclic_gc_paused
 from mixedparts.build.options import BUILDER_VERSION
 from mixedparts.build.shards import sha256_of, shard_name, write_shard
 from mixedparts.errors import MixedPartsError
@@ -35,8 +36,10 @@ _ROWS_BETWEEN: list[Callable[[str, int, int], list[SampleFields]]] = []
 
 def _write_one(job: tuple[str, int, int, str]) -> tuple[str, str, int]:
     split, start, end, path = job
-    rows = _ROWS_BETWEEN[0](split, start, end)
-    return Path(path).name, write_shard(rows, Path(path)), len(rows)
+    with cyclic_gc_paused():  # see gc_pause: rows are many small acyclic containers
+        rows = _ROWS_BETWEEN[0](split, start, end)
+        digest = write_shard(rows, Path(path))
+    return Path(path).name, digest, len(rows)
 
 
 def check_output(out: Path, fingerprint: dict) -> None:
