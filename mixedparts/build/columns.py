@@ -58,10 +58,13 @@ def _offsets(lengths: list[int]) -> pa.Array:
     return pa.array(ends, type=pa.int32())
 
 
+def _array(values, field: pa.Field) -> pa.Array:
+    return values if isinstance(values, pa.Array) else pa.array(values, type=field.type)
+
+
 def _struct(struct_type: pa.StructType, columns: dict) -> pa.StructArray:
     fields = [struct_type.field(i) for i in range(struct_type.num_fields)]
-    return pa.StructArray.from_arrays([pa.array(columns[f.name], type=f.type) if not isinstance(columns[f.name], pa.Array)
-                                       else columns[f.name] for f in fields], fields=fields)
+    return pa.StructArray.from_arrays([_array(columns[f.name], f) for f in fields], fields=fields)
 
 
 def _list_of(list_type: pa.ListType, lengths: list[int], columns: dict) -> pa.ListArray:
@@ -103,6 +106,4 @@ def table_of(rows: list[SampleFields]) -> pa.Table:
         "segments": _list_of(segment_type, [len(row.segments) for row in rows], {
             "label": labels, "kind": kinds, "image_index": image_indices, "mask": mask_column}),
     }
-    return pa.Table.from_arrays([columns[f.name] if isinstance(columns[f.name], pa.Array)
-                                 else pa.array(columns[f.name], type=f.type) for f in sample_schema],
-                                schema=sample_schema)
+    return pa.Table.from_arrays([_array(columns[f.name], f) for f in sample_schema], schema=sample_schema)
