@@ -16,7 +16,8 @@ import numpy as np
 from tqdm import tqdm
 
 from mixedparts.build.card import checksum_files, source_files
-from mixedparts.build.materialize import materialize
+from mixedparts.build.gc_pause import cyclic_gc_paused
+from mixedparts.build.materialize import materialize_rows
 from mixedparts.build.options import BuildOptions
 from mixedparts.build.pairing import Plan, plan_pool
 from mixedparts.build.pool import Pool, build_pools
@@ -98,22 +99,24 @@ def build(readers, out: str | Path, options: BuildOptions = BuildOptions(), work
     check_output(out, fingerprint)
 
     clock = time.perf_counter()
-    pools = read_pools(readers, options, progress)
-    seconds = {"reading": time.perf_counter() - clock}
-    clock = time.perf_counter()
-    plans = {split: plan_split(pools[split], split, options, progress) for split in SPLITS if pools.get(split)}
-    seconds["pairing"] = time.perf_counter() - clock
+    with cyclic_gc_paused():
+        pools = read_pools(readers, options, progress)
+        seconds = {"reading": time.perf_counter() - clock}
+        clock = time.perf_counter()
+        plans = {split: plan_split(pools[split], split, options, progress) for split in SPLITS if pools.get(split)}
+        seconds["pairing"] = time.perf_counter() - clock
     if not plans:
         raise MixedPartsError("the sources hold no usable objects (after the area filter)")
     state = prepare_output(out, fingerprint)  # only now: bad input above leaves the folder untouched
 
-    def row_at(split: str, i: int) -> dict:
-        pool_index, task, objects = plans[split].row(i)
-        return materialize(pools[split][pool_index], task, objects, options.seed)
+    def rows_between(split: str, start: int, end: int) -> list:
+        planned = [(pools[split][pool_index], task, objects)
+                   for pool_index, task, objects in plans[split].rows(start, end)]
+        return materialize_rows(planned, options.seed)
 
     split_rows = {split: len(plan) for split, plan in plans.items()}
     clock = time.perf_counter()
-    shards, written, kept = write_dataset(out, state, split_rows, row_at, options.shard_rows, workers, progress)
+    shards, written, kept = write_dataset(out, state, split_rows, rows_between, options.shard_rows, workers, progress)
     seconds["writing"] = time.perf_counter() - clock
     counts = count_rows(pools, plans)
     finish(out, shards, split_rows, counts, {"options": options.fingerprint(), "seed": options.seed,

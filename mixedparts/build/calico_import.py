@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from mixedparts import masks
 from mixedparts.build.card import checksum_files, source_files
-from mixedparts.build.materialize import sample_row
+from mixedparts.build.materialize import sample_fields
 from mixedparts.build.pairing import COMMON_OBJECT, COMMON_PARTS, UNIQUE_PARTS
 from mixedparts.build.writer import check_output, finish, prepare_output, write_dataset
 from mixedparts.errors import MixedPartsError, SourceError
@@ -267,13 +267,12 @@ def import_bundle(bundle: str | Path, out: str | Path, *, seed: int = 0, shard_r
         raise MixedPartsError("the bundle's pair files yield no question for the given sources")
     state = prepare_output(out, fingerprint)  # only now: bad input above leaves the folder untouched
 
-    def row_at(split: str, i: int) -> dict:
-        q = questions[split][i]
-        return sample_row(q.source, q.split, q.task, list(q.images), list(q.chosen), seed, list(q.common),
-                          [list(u) for u in q.unique_by_image])
+    def rows_between(split: str, start: int, end: int) -> list:
+        return [sample_fields(q.source, q.split, q.task, list(q.images), list(q.chosen), seed, list(q.common),
+                              [list(u) for u in q.unique_by_image]) for q in questions[split][start:end]]
 
     split_rows = {split: len(qs) for split, qs in questions.items()}
-    shards, _, _ = write_dataset(out, state, split_rows, row_at, shard_rows, workers, progress)
+    shards, _, _ = write_dataset(out, state, split_rows, rows_between, shard_rows, workers, progress)
     counts = {split: {} for split in questions}
     for split, qs in questions.items():
         for (source, task), n in sorted(Counter((q.source, TASKS[q.task]) for q in qs).items()):

@@ -8,9 +8,11 @@ import numpy as np
 
 from mixedparts import masks
 from mixedparts.build import language
+from mixedparts.build.columns import SampleFields
 from mixedparts.build.language import Label
 from mixedparts.build.pairing import COMMON_OBJECT, COMMON_PARTS, UNIQUE_PARTS, unique_parts_by_object
 from mixedparts.build.pool import Pool
+from mixedparts.build.seeding import SampleStreams
 from mixedparts.masks import Rle
 from mixedparts.schema import TASKS
 from mixedparts.sources.records import ImageRecord, ObjectRecord
@@ -37,18 +39,30 @@ def sample_rng(key: bytes) -> np.random.Generator:
 
 def materialize(pool: Pool, task: int, objects: tuple[int, ...], seed: int) -> dict:
     """The row of a planned sample: the task's rule decides its part labels."""
-    images, chosen, common, unique_by_image = chosen_labels(pool, task, objects)
-    unions = pool.unions
+    return materialize_rows([(pool, task, objects)], seed)[0].as_row()
 
-    def mask_of(label: Label, image_index: int) -> Rle:
-        key = (objects[image_index], None, task == COMMON_OBJECT) if label.kind == "object" else (
-            objects[image_index], label.name)
-        mask = unions.get(key)
-        if mask is None:
-            mask = unions[key] = label_mask(label, task, images[image_index], chosen[image_index])
-        return mask
 
-    return sample_row(pool.source, pool.split, task, images, chosen, seed, common, unique_by_image, mask_of)
+def materialize_rows(planned: list[tuple[Pool, int, tuple[int, ...]]], seed: int) -> list[SampleFields]:
+    """The rows of planned samples ``(pool, task, objects)``, their generators seeded together."""
+    labelled = [chosen_labels(pool, task, objects) for pool, task, objects in planned]
+    keys = [sample_key(pool.source, pool.split, task, images, chosen, seed)
+            for (pool, task, _), (images, chosen, _, _) in zip(planned, labelled)]
+    streams = SampleStreams(keys)
+    rows = []
+    for i, ((pool, task, objects), (images, chosen, common, unique_by_image)) in enumerate(zip(planned, labelled)):
+        unions = pool.unions
+
+        def mask_of(label: Label, image_index: int) -> Rle:
+            key = (objects[image_index], None, task == COMMON_OBJECT) if label.kind == "object" else (
+                objects[image_index], label.name)
+            mask = unions.get(key)
+            if mask is None:
+                mask = unions[key] = label_mask(label, task, images[image_index], chosen[image_index])
+            return mask
+
+        rows.append(worded_sample(pool.source, pool.split, task, images, chosen, common, unique_by_image, keys[i],
+                                  streams.stream(i), mask_of))
+    return rows
 
 
 def chosen_labels(pool: Pool, task: int, objects: tuple[int, ...]):
@@ -82,12 +96,22 @@ def union_inputs(pool: Pool, task: int, objects: tuple[int, ...]) -> list[list[R
     return lists
 
 
-def sample_row(source: str, split: str, task: int, images: list[ImageRecord], chosen: list[ObjectRecord],
-               seed: int, common: list[str], unique_by_image: list[list[str]], mask_of=None) -> dict:
-    """A Sample row. ``common`` / ``unique_by_image`` name the part labels (each must be on its objects);
-    ``mask_of(label, image_index)``, if given, stands in for :func:`label_mask` (a cache)."""
+def sample_fields(source: str, split: str, task: int, images: list[ImageRecord], chosen: list[ObjectRecord],
+                  seed: int, common: list[str], unique_by_image: list[list[str]]) -> SampleFields:
+    """A Sample row. ``common`` / ``unique_by_image`` name the part labels (each must be on its objects)."""
     key = sample_key(source, split, task, images, chosen, seed)
-    rng = sample_rng(key)
+
+    def mask_of(label: Label, image_index: int) -> Rle:
+        return label_mask(label, task, images[image_index], chosen[image_index])
+
+    return worded_sample(source, split, task, images, chosen, common, unique_by_image, key, sample_rng(key), mask_of)
+
+
+def worded_sample(source: str, split: str, task: int, images: list[ImageRecord], chosen: list[ObjectRecord],
+                  common: list[str], unique_by_image: list[list[str]], key: bytes, rng: np.random.Generator,
+                  mask_of) -> SampleFields:
+    """The row of a sample whose key and generator are known; ``mask_of(label, image_index)`` gives
+    each segment's mask (:func:`label_mask`, or a cache of it)."""
     k = len(images)
     categories = [obj.category for obj in chosen]
 
@@ -106,27 +130,11 @@ def sample_row(source: str, split: str, task: int, images: list[ImageRecord], ch
         answer = f"{answer} {language.parts_sentence(part_labels, kind, rng)}"
         labels = labels + part_labels
 
-    if mask_of is None:
-        def mask_of(label: Label, image_index: int) -> Rle:
-            return label_mask(label, task, images[image_index], chosen[image_index])
-
-    segments = []
-    for label in labels:
-        for image_index in label.image_indices:
-            segments.append({"label": label.name, "kind": label.kind, "image_index": image_index,
-                             "mask": mask_of(label, image_index)})
-    return {
-        "sample_id": f"{source}-{split}-{TASKS[task]}-{key.hex()[:16]}",
-        "source": source,
-        "split": split,
-        "task": TASKS[task],
-        "images": [{"image_id": i.image_id, "file_name": i.file_name, "width": i.width, "height": i.height}
-                   for i in images],
-        "objects": [{"image_index": i, "category": c} for i, c in enumerate(categories)],
-        "question": language.question(TASKS[task], rng),
-        "answer": answer,
-        "segments": segments,
-    }
+    segments = [(label.name, label.kind, image_index, mask_of(label, image_index))
+                for label in labels for image_index in label.image_indices]
+    task_name = TASKS[task]
+    return SampleFields(f"{source}-{split}-{task_name}-{key.hex()[:16]}", source, split, task_name, images,
+                        categories, language.question(task_name, rng), answer, segments)
 
 
 def label_mask(label: Label, task: int, image: ImageRecord, obj: ObjectRecord) -> Rle:

@@ -100,6 +100,13 @@ class Plan:
     def row(self, i: int) -> tuple[int, int, tuple[int, ...]]:
         return self.pool_index[i], self.task[i], tuple(self.objects[i * self.k:(i + 1) * self.k])
 
+    def rows(self, start: int, end: int) -> list[tuple[int, int, tuple[int, ...]]]:
+        """``[self.row(i) for i in range(start, end)]``, sliced once."""
+        k = self.k
+        objects = self.objects[start * k:end * k].tolist()
+        return list(zip(self.pool_index[start:end].tolist(), self.task[start:end].tolist(),
+                        zip(*[iter(objects)] * k)))
+
     def subset(self, rows) -> Plan:
         chosen = Plan(self.k)
         for i in rows:

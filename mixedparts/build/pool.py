@@ -25,6 +25,7 @@ class Pool:
     part_presence: str = "all-annotations"
     _present: list | None = field(default=None, init=False, repr=False, compare=False)
     _names: list | None = field(default=None, init=False, repr=False, compare=False)
+    _present_names: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     # Segment masks already merged, by (object, part name) or (object, None, common-object task): an
     # object serves in many samples, and each union is a pycocotools merge. Filled while writing.
     unions: dict = field(default_factory=dict, repr=False)
@@ -49,6 +50,7 @@ class Pool:
             self.object_dropped.append(obj.dropped_part_names if self.part_presence == "all-annotations"
                                        else frozenset())
         self._present = None
+        self._present_names.clear()
 
     @property
     def object_present(self) -> list[frozenset]:
@@ -67,8 +69,10 @@ class Pool:
         return self._present
 
     def present_part_names(self, obj: int) -> frozenset[str]:
-        present = self.object_present[obj]
-        return frozenset(self._names[i] for i in present)
+        names = self._present_names.get(obj)
+        if names is None:  # asked for once per unique-parts sample the object is in
+            names = self._present_names[obj] = frozenset(self._names[i] for i in self.object_present[obj])
+        return names
 
     def __len__(self) -> int:
         return len(self.object_image)

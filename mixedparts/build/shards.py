@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mixedparts import schema
+from mixedparts.build.columns import SampleFields, table_of
 
 ROW_GROUP_ROWS = 2000  # small row groups keep streaming reads cheap
 
@@ -31,9 +31,9 @@ def write_table(table: pa.Table, path: Path) -> None:
     pq.write_table(table, path, compression="zstd", row_group_size=ROW_GROUP_ROWS, write_statistics=False)
 
 
-def write_shard(rows: list[dict], path: Path) -> str:
+def write_shard(rows: list[SampleFields], path: Path) -> str:
     """Write ``rows`` to ``path`` via a temporary file; returns the file's sha256."""
-    table = pa.Table.from_pylist(rows, schema=schema.SAMPLE_FEATURES.arrow_schema)
+    table = table_of(rows)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     write_table(table, temporary)
     digest = sha256_of(temporary)

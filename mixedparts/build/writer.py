@@ -1,8 +1,9 @@
 """Writing a dataset folder: shards in parallel, resumable, then the card and the manifest.
 
 Whatever produces the rows (the pairing builder, the import of the authors' bundle) gives a
-``row_at(split, i)`` function: each shard is a pure function of its row range, so shard bytes never
-depend on the number of workers. A shard is written under a temporary name and renamed when
+``rows_between(split, start, end)`` function (rows as :class:`~mixedparts.build.columns.SampleFields`):
+each shard is a pure function of its row range, so shard bytes never depend on the number of
+workers. A shard is written under a temporary name and renamed when
 complete; ``.build-state.json`` records each finished shard's sha256 so a rerun after a kill verifies
 and keeps them. ``manifest.json`` is written last: its presence means the folder is complete.
 """
@@ -20,6 +21,8 @@ from tqdm import tqdm
 
 from mixedparts import __version__
 from mixedparts.build.card import write_card, write_json_atomic
+from mixedparts.build.columns import SampleFields, arrow_schema
+from mixedparts.build.gc_pause import cyclic_gc_paused
 from mixedparts.build.options import BUILDER_VERSION
 from mixedparts.build.shards import sha256_of, shard_name, write_shard
 from mixedparts.errors import MixedPartsError
@@ -28,14 +31,15 @@ STATE_FILE = ".build-state.json"
 MANIFEST = "manifest.json"
 
 # Set before forking the writer processes, which inherit it (copy-on-write) instead of pickling it.
-_ROW_AT: list[Callable[[str, int], dict]] = []
+_ROWS_BETWEEN: list[Callable[[str, int, int], list[SampleFields]]] = []
 
 
 def _write_one(job: tuple[str, int, int, str]) -> tuple[str, str, int]:
     split, start, end, path = job
-    row_at = _ROW_AT[0]
-    rows = [row_at(split, i) for i in range(start, end)]
-    return Path(path).name, write_shard(rows, Path(path)), len(rows)
+    with cyclic_gc_paused():  # see gc_pause: rows are many small acyclic containers
+        rows = _ROWS_BETWEEN[0](split, start, end)
+        digest = write_shard(rows, Path(path))
+    return Path(path).name, digest, len(rows)
 
 
 def check_output(out: Path, fingerprint: dict) -> None:
@@ -88,7 +92,8 @@ def _remove_leftovers(out: Path) -> None:
         leftover.unlink(missing_ok=True)
 
 
-def write_dataset(out: Path, state: dict, split_rows: dict[str, int], row_at: Callable[[str, int], dict],
+def write_dataset(out: Path, state: dict, split_rows: dict[str, int],
+                  rows_between: Callable[[str, int, int], list[SampleFields]],
                   shard_rows: int, workers: int, progress: bool) -> tuple[dict, int, int]:
     """Write every shard not already complete; returns (shards by name, written, kept)."""
     jobs, kept, names = [], 0, []
@@ -108,7 +113,9 @@ def write_dataset(out: Path, state: dict, split_rows: dict[str, int], row_at: Ca
     if jobs:  # incomplete again until this run finishes; a rerun that only verifies keeps the manifest
         (out / MANIFEST).unlink(missing_ok=True)
 
-    _ROW_AT[:] = [row_at]
+    _ROWS_BETWEEN[:] = [rows_between]
+    if jobs:
+        arrow_schema()  # imports datasets once here, which the forked writers inherit instead of each importing it
     try:
         with tqdm(total=sum(end - start for _, start, end, _ in jobs), desc="writing shards", unit=" samples",
                   disable=None if progress else True) as bar:
@@ -121,7 +128,7 @@ def write_dataset(out: Path, state: dict, split_rows: dict[str, int], row_at: Ca
                 for job in jobs:
                     _record(out, state, _write_one(job), bar)
     finally:
-        _ROW_AT.clear()
+        _ROWS_BETWEEN.clear()
     return {name: state["shards"][name] for name in names}, len(jobs), kept
 
 

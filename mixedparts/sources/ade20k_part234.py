@@ -28,7 +28,7 @@ from mixedparts import masks
 from mixedparts.errors import SourceError
 from mixedparts.masks import Rle
 from mixedparts.sources.base import SourceReader, load_json, require_keys
-from mixedparts.sources.coco import empty_mask, is_int, segmentation_to_rle, validated_images
+from mixedparts.sources.coco import empty_mask, is_int, segmentation_to_rle, validated_images, well_formed_rle_strings
 from mixedparts.sources.names import normalize, normalize_part
 from mixedparts.sources.records import ImageRecord
 
@@ -128,8 +128,18 @@ class Ade20kPart234Reader(SourceReader):
         category_names = self._category_names(data.get("categories"), path)
         images = self._images(data["images"], path)
         annotations = self._annotations(data["annotations"], images, category_names, path)
+        well_formed = self._well_formed_rles(annotations, images)
         for image in images.values():
-            yield self._image_record(split, image, annotations.get(image.id, []), path)
+            yield self._image_record(split, image, annotations.get(image.id, []), path, well_formed.get(image.id, []))
+
+    @staticmethod
+    def _well_formed_rles(annotations: dict[int | str, list[_Annotation]],
+                          images: dict[int | str, _Image]) -> dict[int | str, list[bool]]:
+        """Per image, for each of its annotations: whether its segmentation is a well-formed RLE string
+        (all checked at once; see ``well_formed_rle_strings``)."""
+        flags = iter(well_formed_rle_strings([(a.segmentation, images[image_id].height, images[image_id].width)
+                                              for image_id, group in annotations.items() for a in group]))
+        return {image_id: [next(flags) for _ in group] for image_id, group in annotations.items()}
 
     def _category_names(self, block: object, path: Path) -> dict[int, str]:
         """category_id -> object name: the file's own ``categories`` block if it has one, else the id order.
@@ -192,14 +202,14 @@ class Ade20kPart234Reader(SourceReader):
                 _Annotation(record["id"], category_names[category_id], record["segmentation"], where))
         return by_image
 
-    def _image_record(self, split: str, image: _Image, annotations: list[_Annotation],
-                      path: Path) -> ImageRecord:
+    def _image_record(self, split: str, image: _Image, annotations: list[_Annotation], path: Path,
+                      well_formed: list[bool]) -> ImageRecord:
         self.check_image(self.image_root(split) / image.file_name, image.width, image.height, path, image.where)
         objects = []
         if annotations:
             part_map, no_part = self._read_part_map(self.part_map_file(split, image.file_name), image)
-            for annotation in annotations:
-                object_mask = self._object_mask(annotation, image, path)
+            for annotation, rle_checked in zip(annotations, well_formed):
+                object_mask = self._object_mask(annotation, image, path, rle_checked)
                 parts = self._parts_of(annotation.category, masks.decode(object_mask), part_map, no_part)
                 obj = self.make_object(str(annotation.id), annotation.category, object_mask, parts,
                                        image.width, image.height)
@@ -230,9 +240,10 @@ class Ade20kPart234Reader(SourceReader):
         raise SourceError(png_path, f"part label map must be single-channel 8- or 16-bit, got PIL mode {mode}",
                           image.where)
 
-    def _object_mask(self, annotation: _Annotation, image: _Image, path: Path) -> Rle:
+    def _object_mask(self, annotation: _Annotation, image: _Image, path: Path, well_formed: bool) -> Rle:
         try:
-            mask, short = segmentation_to_rle(annotation.segmentation, image.height, image.width, "drop")
+            mask, short = segmentation_to_rle(annotation.segmentation, image.height, image.width, "drop",
+                                              well_formed=well_formed)
         except ValueError as error:
             raise SourceError(path, f"malformed segmentation: {error}", annotation.where) from None
         if short:

@@ -14,7 +14,7 @@ from pathlib import Path
 from mixedparts.errors import SourceError
 from mixedparts.masks import Rle
 from mixedparts.sources.base import SourceReader, load_json, require_dir, require_keys
-from mixedparts.sources.coco import SHORT_POLYGON_POLICIES, is_int, segmentation_to_rle
+from mixedparts.sources.coco import SHORT_POLYGON_POLICIES, is_int, segmentation_to_rle, well_formed_rle_strings
 from mixedparts.sources.names import normalize, normalize_part
 from mixedparts.sources.records import DEFAULT_MIN_AREA_FRACTION, ImageRecord
 
@@ -87,6 +87,7 @@ class PacoReader(SourceReader):
         images = self._images(data["images"], path)
         groups = self._group(data["annotations"], images, object_names, part_names, path)
         del data  # the split's JSON can be large; only the grouped annotations are needed now
+        well_formed = self._well_formed_rles(groups, images)
 
         for image_id, image in images.items():
             where = f"image id {image_id}"
@@ -94,8 +95,9 @@ class PacoReader(SourceReader):
             objects = []
             for group in groups.get(image_id, ()):
                 annotation = group.annotation
-                object_mask = self._mask(annotation, width, height, path)
-                part_masks = [(part_names[p["category_id"]], self._mask(p, width, height, path)) for p in group.parts]
+                object_mask = self._mask(annotation, width, height, path, annotation["id"] in well_formed)
+                part_masks = [(part_names[p["category_id"]], self._mask(p, width, height, path, p["id"] in well_formed))
+                              for p in group.parts]
                 if object_mask is None:
                     orphans = sum(m is not None for _, m in part_masks)
                     if orphans:
@@ -192,7 +194,15 @@ class PacoReader(SourceReader):
             groups.setdefault(group.annotation["image_id"], []).append(group)
         return groups
 
-    def _mask(self, annotation: dict, width: int, height: int, path: Path) -> Rle | None:
+    def _well_formed_rles(self, groups: dict[int, list[_ObjectGroup]], images: dict[int, dict]) -> set[int]:
+        """Ids of the annotations whose segmentation is a well-formed RLE string, checked all at once."""
+        annotations = [(annotation, images[image_id]) for image_id, image_groups in groups.items()
+                       for group in image_groups for annotation in (group.annotation, *group.parts)]
+        checked = well_formed_rle_strings([(a["segmentation"], image["height"], image["width"])
+                                           for a, image in annotations])
+        return {a["id"] for (a, _), ok in zip(annotations, checked) if ok}
+
+    def _mask(self, annotation: dict, width: int, height: int, path: Path, well_formed: bool = False) -> Rle | None:
         """The annotation's mask as compressed RLE, or None for the empty segmentation some records have
         (and for one left without polygons once the short ones are dropped)."""
         segmentation = annotation["segmentation"]
@@ -202,7 +212,8 @@ class PacoReader(SourceReader):
             return None
         try:
             # LVIS-style polygons with fewer than 3 points occur in real releases: one must not stop a build.
-            mask, short = segmentation_to_rle(segmentation, height, width, short_polygons=self.short_polygons)
+            mask, short = segmentation_to_rle(segmentation, height, width, short_polygons=self.short_polygons,
+                                              well_formed=well_formed)
         except ValueError as error:
             raise SourceError(path, f"malformed segmentation: {error}", where) from None
         if short:
