@@ -29,6 +29,7 @@ from pathlib import Path
 from mixedparts import markup
 from mixedparts.atomic import atomic_output
 from mixedparts.errors import MixedPartsError
+from mixedparts.gc_pause import cyclic_gc_paused
 from mixedparts.masks import first_invalid, validation_error
 from mixedparts.schema import PREDICTED_SEGMENT_FIELDS, PREDICTION_FIELDS, PREDICTIONS_FORMAT
 
@@ -79,6 +80,7 @@ class Predictions:
 # ---------------------------------------------------------------- reading
 
 
+@cyclic_gc_paused()  # millions of small acyclic dicts and lists (see mixedparts.gc_pause)
 def read_predictions(path: str | os.PathLike, format: str = "auto",
                      images: Mapping[str, list[tuple[int, int]]] | None = None) -> Predictions:
     """Read and validate a predictions file (JSON or JSON Lines) or, with ``format="gcg"``, a GCG folder.

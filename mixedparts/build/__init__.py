@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mixedparts.build.card import checksum_files, source_files
-from mixedparts.build.gc_pause import cyclic_gc_paused
+from mixedparts.gc_pause import cyclic_gc_paused
 from mixedparts.build.materialize import materialize_rows
 from mixedparts.build.options import BuildOptions
 from mixedparts.build.pairing import Plan, plan_pool

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mixedparts.errors import MixedPartsError
+from mixedparts.gc_pause import cyclic_gc_paused
 from mixedparts.metrics import ap50
 from mixedparts.metrics.ground_truth import GroundTruth
 from mixedparts.metrics.options import EvalOptions
@@ -99,6 +100,7 @@ def macro_mean(values: Iterable[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+@cyclic_gc_paused()  # millions of small acyclic dicts and lists (see mixedparts.gc_pause)
 def evaluate(ground_truth: GroundTruth | Sequence[dict], predictions: Predictions | Sequence[dict] | None,
              options: EvalOptions | None = None, *, bootstrap: int = 0, seed: int = 0,
              breakdowns: Sequence[str] = BREAKDOWNS, strict: bool = False, workers: int | None = None,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mixedparts.atomic import atomic_output
 from mixedparts.errors import MixedPartsError
+from mixedparts.gc_pause import cyclic_gc_paused
 from mixedparts.schema import SAMPLE_FIELDS, SEGMENT_KINDS, TASKS
 
 GT_FORMAT = "mixedparts-gt/1"
@@ -41,6 +42,7 @@ class GroundTruth:
                 for row in self.rows}
 
 
+@cyclic_gc_paused()  # millions of small acyclic dicts and lists (see mixedparts.gc_pause)
 def load_ground_truth(data: str | os.PathLike | None = None, split: str = "test",
                       gt_file: str | os.PathLike | None = None) -> GroundTruth:
     """The split to score, from ``gt_file`` if given, else from the dataset ``data``."""
