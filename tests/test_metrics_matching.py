@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
+from mixedparts.metrics import ap50, matching
 from mixedparts.metrics.matching import greedy_pairs, optimal_pairs, recall_matches, text_pairs
 from mixedparts.metrics.miou import miou, unit_miou
 from mixedparts.metrics.recall import recall, text_similarity, unit_recall
@@ -106,3 +107,40 @@ def test_text_similarity_is_cosine_and_exactly_one_for_the_same_label():
 def test_text_pairs_maximize_total_similarity():
     similarity = np.array([[0.9, 0.8], [0.85, 0.1]])
     assert sorted(text_pairs(similarity)) == [(0, 1), (1, 0)]
+
+
+def random_matrix(rng, shape, dtype=float):
+    # Few distinct values, so that ties and values exactly at the thresholds are common; some NaN.
+    values = rng.choice([0.0, 0.25, 0.5, 0.5, 0.75, 1.0, np.nan], size=shape)
+    return values.astype(dtype)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_small_matrices_on_lists_pair_as_the_numpy_loops(seed, monkeypatch):
+    # Units with few masks are paired on Python lists (matching.SMALL, ap50's twin); the numpy loops
+    # are the reference, forced here by raising the size limit to nothing.
+    rng = np.random.default_rng(seed)
+    cases = []
+    for _ in range(30):
+        shape = (int(rng.integers(1, 8)), int(rng.integers(1, 8)))
+        iou = random_matrix(rng, shape)
+        similarity = np.nan_to_num(random_matrix(rng, shape, np.float32))
+        similarity[rng.random(shape) < 0.2] = np.float32(0.7)  # exactly at a float32 threshold
+        cases.append((iou, similarity))
+
+    def run():
+        out = []
+        for iou, similarity in cases:
+            out.append(greedy_pairs(iou))
+            for stop in (True, False):
+                for threshold in (0.5, 0.7):
+                    out.append(recall_matches(iou, similarity, 0.5, threshold, stop))
+                out.append(recall_matches(iou, None, 0.5, 0.5, stop))
+            out.append(ap50.match_detections(np.nan_to_num(iou)).tolist())
+        return out
+
+    small = run()
+    monkeypatch.setattr(matching, "SMALL", -1)
+    monkeypatch.setattr(ap50, "SMALL", -1)
+    reference = run()
+    assert small == reference

@@ -18,6 +18,7 @@ from pycocotools import mask as mask_utils
 
 IOU_THRESHOLD = 0.5
 MAX_DETECTIONS = 100  # COCO's maxDets[-1]: further masks of a unit are silently dropped, as in GLaMM
+SMALL = 64  # IoU matrices up to this size are matched on lists: numpy's per-call cost dominates (both paths tested)
 
 
 @dataclass
@@ -52,6 +53,8 @@ def match_detections(iou: np.ndarray) -> np.ndarray:
     of equal IoUs the last GT mask wins (COCO replaces its candidate on ``>=``). No mask is a crowd
     or outside the area range, so none is ignored.
     """
+    if iou.size <= SMALL:
+        return np.array(_match_small(iou.tolist()), dtype=bool)
     hits = iou >= IOU_THRESHOLD
     if not hits.any():
         return np.zeros(iou.shape[0], dtype=bool)
@@ -65,6 +68,20 @@ def match_detections(iou: np.ndarray) -> np.ndarray:
         best = last - int(np.argmax(candidates[::-1]))
         if candidates[best] >= IOU_THRESHOLD:
             matched[d] = taken[best] = True
+    return matched
+
+
+def _match_small(rows: list[list[float]]) -> list[bool]:
+    taken = [False] * len(rows[0])
+    matched = []
+    for row in rows:
+        best, best_value = -1, IOU_THRESHOLD
+        for g, value in enumerate(row):
+            if not taken[g] and value >= best_value:  # >=: of equal IoUs the last GT mask wins, as in COCO
+                best, best_value = g, value
+        if best >= 0:
+            taken[best] = True
+        matched.append(best >= 0)
     return matched
 
 

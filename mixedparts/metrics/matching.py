@@ -17,6 +17,8 @@ def greedy_pairs(iou: np.ndarray) -> list[tuple[int, int, float]]:
     """
     if iou.size == 0:
         return []
+    if iou.size <= SMALL:
+        return [(r, c, float(iou[r, c])) for r, c in _greedy_small(iou.tolist(), 0.0, None, 0.0, True, strict=True)]
     remaining = _without_nan(iou)
     columns = remaining.shape[1]
     pairs = []
@@ -56,6 +58,12 @@ def recall_matches(iou_gt_by_pred: np.ndarray, text_similarity: np.ndarray | Non
     """
     if iou_gt_by_pred.size == 0:
         return []
+    if iou_gt_by_pred.size <= SMALL:
+        gate = None if text_similarity is None else text_similarity.tolist()
+        if text_similarity is not None:  # numpy compares a float32 matrix with the threshold in float32
+            text_threshold = float(text_similarity.dtype.type(text_threshold))
+        return _greedy_small(iou_gt_by_pred.tolist(), iou_threshold, gate, text_threshold, stop_at_first_failure,
+                             strict=False)
     remaining = _without_nan(iou_gt_by_pred)
     columns = remaining.shape[1]
     matches = []
@@ -86,6 +94,41 @@ def text_pairs(similarity: np.ndarray) -> list[tuple[int, int]]:
 
     rows, columns = linear_sum_assignment(similarity.astype(float), maximize=True)
     return [(int(r), int(c)) for r, c in zip(rows, columns)]
+
+
+SMALL = 64
+"""Matrices up to this many entries are paired on Python lists: a unit holds a few masks, and numpy's
+per-call cost is then most of the work. Both paths pick the same pairs (tested)."""
+
+
+def _greedy_small(values: list[list[float]], threshold: float, similarity: list[list[float]] | None,
+                  text_threshold: float, stop_at_first_failure: bool, strict: bool) -> list[tuple[int, int]]:
+    """The numpy loops above on lists: the largest entry left (NaN as 0, the first in row-major order
+    of equal ones) pairs its row and column while it is above (``strict``) or at least ``threshold``,
+    subject to the text gate as in :func:`recall_matches`."""
+    rows = list(range(len(values)))
+    columns = list(range(len(values[0])))
+    rejected: set[tuple[int, int]] = set()
+    pairs = []
+    while rows and columns:
+        best, best_row, best_column = -1.0, -1, -1
+        for r in rows:
+            row = values[r]
+            for c in columns:
+                value = row[c]
+                if value > best and (r, c) not in rejected:  # NaN never compares greater: it stays 0 below
+                    best, best_row, best_column = value, r, c
+        if best < 0.0 or (best <= threshold if strict else best < threshold):
+            break
+        if similarity is not None and similarity[best_row][best_column] < text_threshold:
+            if stop_at_first_failure:
+                break
+            rejected.add((best_row, best_column))
+            continue
+        pairs.append((best_row, best_column))
+        rows.remove(best_row)
+        columns.remove(best_column)
+    return pairs
 
 
 def _without_nan(matrix: np.ndarray) -> np.ndarray:
