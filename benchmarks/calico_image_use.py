@@ -9,12 +9,19 @@ information scores them better with the real images than with shuffled or blank 
 LLM answers from the question and the text prior alone. Per split and image mode it prints the mean
 cross-entropy of the label tokens and the share of them that are the top prediction; the last line is one JSON
 object with the same figures.
+
+It also prints, per split, the teacher-forced label accuracy (``calico-train``'s ``label_accuracy``) of an oracle
+that knows every label of each answer but not the answer's random choices: the builder lists the parts in a
+random order and picks "the" or "a" at random (once per part sentence, and for a common object), so the i-th of
+n parts of a list is right with probability 1/(n - i + 1) and a random article with 1/2. Label accuracy is to be
+read against this line, not against 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 MODES = ("real", "shuffled", "blank")
@@ -34,6 +41,36 @@ def altered(batch: dict, mode: str) -> dict:
         first = int((batch["image_sample"] == 0).sum())
         batch[key] = torch.roll(views, first, 0) if mode == "shuffled" else torch.zeros_like(views)
     return batch
+
+
+PHRASE = re.compile(r"<p>(.*?)</p>((?:\s*\[SEG\]\s*\(IMAGE\d+\))+)")
+
+
+def oracle_label_accuracy(rows: list[dict]) -> float:
+    """Expected share of ``<p>`` phrases an oracle gets right, teacher-forced (see the module docstring)."""
+    expected = phrases = 0.0
+    for row in rows:
+        found = [(m.group(1).strip(), " ".join(m.group(2).split())) for m in PHRASE.finditer(row["answer"])]
+        if row["task"] == "common_object":  # one phrase, "the"/"a" at random
+            expected, phrases = expected + 0.5 * len(found), phrases + len(found)
+            continue
+        # the object sentence: one phrase for one category, else one per image; always "a"/"an"
+        objects = 1 if len({o["category"] for o in row["objects"]}) == 1 else len(row["images"])
+        expected, phrases = expected + objects, phrases + objects
+        lists: list[list[str]] = []  # consecutive part phrases grounded in the same images: one shuffled list
+        grounding = None
+        for name, where in found[objects:]:
+            if where != grounding:
+                lists.append([])
+                grounding = where
+            lists[-1].append(name)
+        random_article = not (row["task"] == "unique_parts" and len(found) - objects == 1)
+        for k, names in enumerate(lists):
+            for i in range(len(names)):
+                chance = 1.0 / (len(names) - i)
+                expected += chance * (0.5 if random_article and k == 0 and i == 0 else 1.0)
+                phrases += 1
+    return expected / max(phrases, 1)
 
 
 def label_scores(model, batches: list[dict], open_id: int, close_id: int, mode: str) -> dict:
@@ -79,7 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     roots = image_roots_for(args.data)
     results = {}
     for split in args.splits:
-        dataset = CalicoDataset(fixed_subset(read_rows(args.data, split), args.samples), processor, roots)
+        rows = fixed_subset(read_rows(args.data, split), args.samples)
+        results[f"{split}/oracle_label_accuracy"] = {"value": oracle_label_accuracy(rows)}
+        print(f"{split:>6} oracle label accuracy (knows the labels, not their order): "
+              f"{results[f'{split}/oracle_label_accuracy']['value']:.3f}")
+        dataset = CalicoDataset(rows, processor, roots)
         batches = [processor.collate([dataset[i] for i in range(start, min(start + args.batch_size, len(dataset)))])
                    for start in range(0, len(dataset), args.batch_size)]
         for mode in MODES:
