@@ -46,10 +46,19 @@ def load_config(path: str | Path | None, overrides: list[str] = (), defaults: di
             config[section].update(values or {})
     for item in overrides:
         key, _, value = item.partition("=")
-        section, _, name = key.partition(".")
-        if section not in config or not name:
+        section, *path = key.split(".")
+        if section not in config or not path or not all(path):
             raise ValueError(f"override {item!r} must look like section.key=value")
-        config[section][name] = yaml.safe_load(value)
+        # section.key.subkey=value sets one entry of a nested mapping (model.overrides.mask_loss=bce), which a
+        # flat "key.subkey" entry would not: nothing reads it, so the run would silently go without it
+        target = config[section]
+        for name in path[:-1]:
+            if target.get(name) is None:
+                target[name] = {}
+            if not isinstance(target[name], dict):
+                raise ValueError(f"override {item!r}: {name!r} is {target[name]!r}, not a mapping")
+            target = target[name]
+        target[path[-1]] = yaml.safe_load(value)
     if config.get("train", {}).get("mixed_precision") is False:  # YAML reads a bare `no` as false
         config["train"]["mixed_precision"] = "no"
     return config

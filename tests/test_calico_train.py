@@ -116,6 +116,22 @@ def test_yaml_config_and_schedule():
     assert config["model"]["dtype"] == "bf16" and config["model"]["trainable_dtype"] == "fp32"
 
 
+def test_set_reaches_nested_mappings():
+    from calico_baseline.train import load_config
+
+    tiny = Path(__file__).parents[1] / "configs" / "calico-tiny.yaml"
+    config = load_config(tiny, ["model.overrides.mask_loss_resolution=low", "model.overrides.sam_config.image_size=32",
+                                "train.lr_scale.visual=5"])
+    overrides = config["model"]["overrides"]
+    assert overrides["mask_loss_resolution"] == "low" and "overrides.mask_loss_resolution" not in config["model"]
+    assert overrides["sam_config"] == {"image_size": 32, "patch_size": 8}  # the file's other entry stays
+    assert config["train"]["lr_scale"] == {"grounding_encoder": 5, "text_hidden_fcs": 5, "visual": 5}
+    with pytest.raises(ValueError, match="not a mapping"):
+        load_config(tiny, ["train.lr.x=1"])
+    with pytest.raises(ValueError, match="section.key=value"):
+        load_config(tiny, ["train..lr=1"])
+
+
 def test_accelerate_configs_parse():
     """configs/accelerate/*.yaml follow accelerate's config schema (unknown keys raise) and keep the recipe's values."""
     from accelerate.commands.config.config_args import ClusterConfig
