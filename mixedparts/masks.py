@@ -109,7 +109,6 @@ def parse_counts(counts: Sequence[str | bytes], exact: bool = False) -> RunLengt
     string_end = np.cumsum(lengths)  # exclusive end of each string's characters
     bad = np.flatnonzero(chunk > 63)
     if bad.size:
-        chunk = chunk.copy()
         chunk[bad] = 0
     more = (chunk & 0x20) != 0
     filled = np.flatnonzero(lengths > 0)

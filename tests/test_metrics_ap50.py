@@ -127,8 +127,8 @@ def test_unit_matches_and_ious_are_cocoevals(seed, constant_scores, overlapping)
 
 
 def test_the_greedy_loop_is_exercised():
-    # The overlapping cases must reach the contested path of match_detections, or the tests above
-    # would check only its shortcut.
+    # The overlapping cases must hold contested matches (a GT mask several detections could take, or a
+    # detection with a choice), where COCO's order rules decide, or the comparisons above would not test them.
     contested = 0
     for seed in range(12):
         _, _, truth, predicted, scores = random_case(seed, units=20, overlapping=True)

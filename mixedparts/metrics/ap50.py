@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from mixedparts.metrics import matching
+
 IOU_THRESHOLD = 0.5
 MAX_DETECTIONS = 100  # COCO's maxDets[-1]: further masks of a unit are silently dropped, as in GLaMM
-SMALL = 64  # IoU matrices up to this size are matched on lists: numpy's per-call cost dominates (both paths tested)
 
 
 @dataclass
@@ -53,13 +54,8 @@ def match_detections(iou: np.ndarray) -> np.ndarray:
     of equal IoUs the last GT mask wins (COCO replaces its candidate on ``>=``). No mask is a crowd
     or outside the area range, so none is ignored.
     """
-    if iou.size <= SMALL:
+    if iou.size <= matching.SMALL:  # a unit's few masks: see matching.SMALL
         return np.array(_match_small(iou.tolist()), dtype=bool)
-    hits = iou >= IOU_THRESHOLD
-    if not hits.any():
-        return np.zeros(iou.shape[0], dtype=bool)
-    if hits.sum(axis=0).max() <= 1 and hits.sum(axis=1).max() <= 1:
-        return hits.any(axis=1)  # no GT mask is contested and no detection has a choice: order is moot
     matched = np.zeros(iou.shape[0], dtype=bool)
     taken = np.zeros(iou.shape[1], dtype=bool)
     last = iou.shape[1] - 1

@@ -98,7 +98,8 @@ def text_pairs(similarity: np.ndarray) -> list[tuple[int, int]]:
 
 SMALL = 64
 """Matrices up to this many entries are paired on Python lists: a unit holds a few masks, and numpy's
-per-call cost is then most of the work. Both paths pick the same pairs (tested)."""
+per-call cost is then most of the work. Both paths pick the same pairs (tested). AP's matching
+(``ap50.match_detections``) uses the same bound."""
 
 
 def _greedy_small(values: list[list[float]], threshold: float, similarity: list[list[float]] | None,
