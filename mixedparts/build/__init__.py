@@ -16,7 +16,6 @@ import numpy as np
 from tqdm import tqdm
 
 from mixedparts.build.card import checksum_files, source_files
-from mixedparts.gc_pause import cyclic_gc_paused
 from mixedparts.build.materialize import materialize_rows
 from mixedparts.build.options import BuildOptions
 from mixedparts.build.pairing import Plan, plan_pool
@@ -24,6 +23,7 @@ from mixedparts.build.pool import Pool, build_pools
 from mixedparts.build.splits import canonical_split, splits_fed_by
 from mixedparts.build.writer import check_output, finish, prepare_output, write_dataset
 from mixedparts.errors import MixedPartsError
+from mixedparts.gc_pause import cyclic_gc_paused
 from mixedparts.schema import SPLITS, TASKS
 from mixedparts.sources.registry import flags_sentence
 

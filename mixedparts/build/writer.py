@@ -22,10 +22,10 @@ from tqdm import tqdm
 from mixedparts import __version__
 from mixedparts.build.card import write_card, write_json_atomic
 from mixedparts.build.columns import SampleFields, arrow_schema
-from mixedparts.gc_pause import cyclic_gc_paused
 from mixedparts.build.options import BUILDER_VERSION
 from mixedparts.build.shards import sha256_of, shard_name, write_shard
 from mixedparts.errors import MixedPartsError
+from mixedparts.gc_pause import cyclic_gc_paused
 
 STATE_FILE = ".build-state.json"
 MANIFEST = "manifest.json"
