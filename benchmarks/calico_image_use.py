@@ -99,8 +99,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=48, help="fixed, seeded rows per split")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
+    from mixedparts.errors import parse_and_run
 
+    return parse_and_run(parser, argv, run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mixedparts.errors import MixedPartsError
+
+    if not (Path(args.checkpoint) / "config.json").is_file():
+        raise MixedPartsError(f"{args.checkpoint}: not a checkpoint folder (no config.json; a calico-train output "
+                              f"such as runs/calico-tiny/final)")
     import torch
     from transformers import AutoTokenizer
 

@@ -48,3 +48,8 @@ def test_oracle_knows_the_labels_but_not_their_order_or_the_random_article():
     assert oracle([common_parts]) == pytest.approx((1 + 0.25 + 1) / 3), common_parts["answer"]
     assert oracle([unique_part]) == 1.0, unique_part["answer"]  # a singular unique part always says "the"
     assert oracle([common_object, common_parts, unique_part]) == pytest.approx((0.5 + 2.25 + 3) / 7)
+
+
+def test_a_folder_that_is_not_a_checkpoint_is_one_error_line(tmp_path, capsys):
+    assert calico_image_use.main([str(tmp_path), "--data", str(tmp_path)]) == 2
+    assert "not a checkpoint folder" in capsys.readouterr().err
