@@ -8,6 +8,8 @@ from typing import NamedTuple
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from mixedparts.forking import available_cores, can_fork, chunk_bounds, fork_map
+
 Rle = dict  # {"size": [h, w], "counts": str}
 
 
@@ -98,12 +100,20 @@ def parse_counts(counts: Sequence[str | bytes], exact: bool = False) -> RunLengt
     TOO_LONG_VALUE, whose values do not fit the int64 fast path).
     """
     n = len(counts)
-    raw = [_as_bytes(c) for c in counts]
+    try:
+        text = "".join(counts)
+    except TypeError:  # bytes among them
+        text = None
+    if text is not None and text.isascii():
+        raw, buffer = counts, text.encode("ascii")
+    else:
+        raw = [_as_bytes(c) for c in counts]
+        buffer = b"".join(raw)
     lengths = np.fromiter(map(len, raw), dtype=np.int64, count=n)
     problem = np.zeros(n, dtype=np.int8)
     first = np.zeros(n + 1, dtype=np.int64)
     # Per-character work stays in small integer types; int64 only per value (a value is 1-7 characters).
-    chunk = np.frombuffer(b"".join(raw), dtype=np.uint8) - np.uint8(48)  # wraps below '0' to > 63: bad too
+    chunk = np.frombuffer(buffer, dtype=np.uint8) - np.uint8(48)  # wraps below '0' to > 63: bad too
     if chunk.size == 0:
         return RunLengths(np.zeros(0, dtype=object if exact else np.int64), first, problem)
     string_end = np.cumsum(lengths)  # exclusive end of each string's characters
@@ -116,48 +126,73 @@ def parse_counts(counts: Sequence[str | bytes], exact: bool = False) -> RunLengt
     truncated = filled[more[last_char]]  # the last value never ends
     more[last_char] = False  # so that no value straddles two strings
     ends = np.flatnonzero(~more)
-    starts = np.concatenate(([0], ends[:-1] + 1))
+    starts = np.empty_like(ends)
+    starts[0] = 0
+    np.add(ends[:-1], 1, out=starts[1:])
     width = ends - starts + 1  # characters per value
     # Values end at their string's last character at the latest, so counting the ends before each
     # string's end gives every string's first value.
     first[1:] = np.searchsorted(ends, string_end, side="left")
-    owner = np.repeat(np.arange(n), np.diff(first))
-    too_long = owner[width > _MAX_CHUNKS]
+    long_values = width > _MAX_CHUNKS
+    too_long = np.searchsorted(first[1:], np.flatnonzero(long_values), side="right") if long_values.any() else []
     if exact:
         values = (chunk[starts] & 0x1F).astype(object)
         for place in range(1, int(width.max())):
             longer = np.flatnonzero(width > place)
             values[longer] += (chunk[starts[longer] + place] & 0x1F).astype(object) << (5 * place)
-        shift = 5 * width.astype(object)
+        negative = (chunk[ends] & 0x10) != 0
+        values[negative] -= 1 << (5 * width[negative].astype(object))
     else:
         values = (chunk[starts] & 0x1F).astype(np.int64)
         for place in range(1, min(int(width.max()), _MAX_CHUNKS)):
             longer = np.flatnonzero(width > place)
             values[longer] += (chunk[starts[longer] + place] & 0x1F).astype(np.int64) << (5 * place)
-        shift = 5 * np.minimum(width, _MAX_CHUNKS)  # too-long values are flagged; this only keeps them finite
-    # Each chunk adds its 5 bits at its place in its value; the bits never overlap, so a sum is an OR.
-    negative = (chunk[ends] & 0x10) != 0
-    one = 1 if exact else np.int64(1)
-    values[negative] -= one << shift[negative]
-    # The delta rule, run[i] = value[i] + run[i - 2] for i >= 3, makes odd runs running sums of the odd
-    # values and even runs from index 2 on running sums of the even values, within each string.
-    string_first = first[owner]
-    index = np.arange(len(values)) - string_first
-    odd = (index & 1) == 1
-    even = ~odd & (index >= 2)
-    odd_sums = np.concatenate(([0], np.cumsum(np.where(odd, values, 0))))
-    even_sums = np.concatenate(([0], np.cumsum(np.where(even, values, 0))))
-    runs = np.where(odd, odd_sums[1:] - odd_sums[string_first],
-                    np.where(even, even_sums[1:] - even_sums[string_first], values))
+        # Each chunk adds its 5 bits at its place in its value; the bits never overlap, so a sum is an OR.
+        # Too-long values are flagged; the capped shift only keeps them finite.
+        # The sign bit 0x10 of the last chunk, shifted to 1 << (5 * width): subtracted where it is set.
+        sign = (chunk[ends] & 0x10).astype(np.int64)
+        sign <<= 5 * np.minimum(width, _MAX_CHUNKS) - 4
+        values -= sign
+    runs = _undelta(values, first)
     # Later assignments win: the order is the codes' order of precedence.
-    negative_runs = runs < 0
-    if negative_runs.any():
-        problem[owner[negative_runs]] = NEGATIVE_RUN
+    negative_runs = np.flatnonzero(runs < 0)
+    if negative_runs.size:
+        problem[np.searchsorted(first[1:], negative_runs, side="right")] = NEGATIVE_RUN
     if not exact:
         problem[too_long] = TOO_LONG_VALUE
     problem[truncated] = TRUNCATED
     problem[np.searchsorted(string_end, bad, side="right")] = BAD_CHARACTER
     return RunLengths(runs, first, problem)
+
+
+def _undelta(values: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """The runs of the concatenated strings' values (string ``s`` holds ``values[first[s]:first[s + 1]]``).
+
+    From a string's 4th value on, run[i] = value[i] + run[i - 2]: odd runs are running sums of the odd
+    values, even runs from index 2 on running sums of the even values. Running sums over each parity
+    of the *concatenation* give them all at once, less each string's sum before its own values of that
+    parity start (index 1 for odd runs, index 2 for even ones); index 0 is its value.
+    """
+    starts, stops = first[:-1], first[1:]
+    zero = values[:0].sum()  # 0 of the values' type (int64, or a Python int for the exact path)
+    runs = np.empty_like(values)
+    for parity in (0, 1):
+        sums = np.cumsum(values[parity::2])  # the running sums of this parity class, over all strings
+        if not sums.size:
+            continue
+        # Per string, the class's sum before its runs start: at the class's last index below the string's
+        # start where the class holds its odd indices, and at its first value (index 0) where it holds
+        # the even ones, so that every run of the class subtracts one per-string constant.
+        odd_runs = (starts & 1) != parity
+        base_index = np.where(odd_runs, starts - 1, starts) // 2  # global index -> index in the class
+        # (an empty string's index may be past the end: it repeats its base 0 times)
+        base = np.where(odd_runs & (starts == 0), zero, sums[np.minimum(base_index, len(sums) - 1)])
+        count = (stops - parity + 1) // 2 - (starts - parity + 1) // 2  # the string's values in the class
+        sums -= np.repeat(base, count)
+        runs[parity::2] = sums
+    filled = starts[stops > starts]
+    runs[filled] = values[filled]
+    return runs
 
 
 def _covered(parsed: RunLengths) -> np.ndarray:
@@ -235,14 +270,29 @@ def is_valid(rle: object) -> bool:
 _MAX_SIDE = 2**31  # keeps height * width and every sum in int64
 
 
-def first_invalid(rles: Sequence[object]) -> int | None:
+PARALLEL_FROM = 20_000
+"""Masks from which :func:`first_invalid` splits the work over forked processes (fewer take under a second)."""
+
+
+def first_invalid(rles: Sequence[object], workers: int | None = None) -> int | None:
     """Index of the first mask that :func:`validation_error` rejects, or None: the same verdicts, found in
-    bulk (a predictions file holds millions of RLE characters); only suspects are looked at one by one."""
+    bulk (a predictions file holds millions of RLE characters); only suspects are looked at one by one.
+    Many masks are checked in ``workers`` forked processes (default: one per available core)."""
+    workers = workers or available_cores()
+    if len(rles) >= PARALLEL_FROM and can_fork(workers):
+        found = fork_map(_first_invalid_between, rles, chunk_bounds(len(rles), 2 * workers), workers)
+        return next((index for index in found if index is not None), None)
+    return _first_invalid_between(rles, (0, len(rles)))
+
+
+def _first_invalid_between(rles: Sequence[object], bounds: tuple[int, int]) -> int | None:
     suspects: list[int] = []
     checked: list[int] = []
     counts: list[str] = []
     pixels: list[int] = []
-    for i, rle in enumerate(rles):
+    start, stop = bounds
+    for i in range(start, stop):
+        rle = rles[i]
         if (type(rle) is dict and len(rle) == 2 and type(rle.get("counts")) is str
                 and type(rle.get("size")) in (list, tuple) and len(rle["size"]) == 2
                 and type(rle["size"][0]) is int and type(rle["size"][1]) is int

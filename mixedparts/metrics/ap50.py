@@ -91,25 +91,34 @@ def evaluate_units(gt_masks: list[list[dict]], predicted_masks: list[list[dict]]
     COCOeval's ``evalImgs`` and ``ious``.
     """
     iou_of = mask_utils.iou
-    owners, ranked_scores, matches, ious = [], [], [], []
-    for u, (truth, predicted, unit_scores) in enumerate(zip(gt_masks, predicted_masks, scores)):
+    kept_per_unit: list[int] = []
+    ranked_scores: list[float] = []
+    matched: list[bool] = []
+    ious = []
+    for truth, predicted, unit_scores in zip(gt_masks, predicted_masks, scores):
         if not predicted:
+            kept_per_unit.append(0)
             ious.append([])
             continue
-        ranked = np.asarray(unit_scores, dtype=float)
-        order = np.argsort(-ranked, kind="mergesort")[:MAX_DETECTIONS]
+        if min(unit_scores) == max(unit_scores):  # a stable sort of equal scores keeps the file order
+            kept = predicted[:MAX_DETECTIONS]
+            ranked_scores.extend(unit_scores[:MAX_DETECTIONS])
+        else:
+            ranked = np.asarray(unit_scores, dtype=float)
+            order = np.argsort(-ranked, kind="mergesort")[:MAX_DETECTIONS]
+            kept = [predicted[i] for i in order]
+            ranked_scores.extend(ranked[order].tolist())
+        kept_per_unit.append(len(kept))
         if truth:
-            iou = iou_of([predicted[i] for i in order], truth, [0] * len(truth))
-            matches.append(match_detections(iou))
+            iou = iou_of(kept, truth, [0] * len(truth))
+            matched.extend(_match_small(iou.tolist()) if iou.size <= matching.SMALL
+                           else match_detections(iou).tolist())
         else:
             iou = []
-            matches.append(np.zeros(len(order), dtype=bool))
-        owners.append(np.full(len(order), u, dtype=np.int64))
-        ranked_scores.append(ranked[order])
+            matched.extend([False] * len(kept))
         ious.append(iou)
-    if not owners:
-        return Detections(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool)), ious
-    return Detections(np.concatenate(owners), np.concatenate(ranked_scores), np.concatenate(matches)), ious
+    return Detections(np.repeat(np.arange(len(kept_per_unit)), kept_per_unit), np.array(ranked_scores, dtype=float),
+                      np.array(matched, dtype=bool)), ious
 
 
 def accumulate_ap50(detections: Detections, gt_count: int) -> float:

@@ -24,20 +24,25 @@ class LabelTable:
         self.fold_plurals = fold_plurals
         self.texts: list[str] = []
         self._ids: dict[str, int] = {}
-        self._raw: dict[tuple[str, bool], int] = {}
+        self._raw: tuple[dict[str, int], dict[str, int]] = ({}, {})  # raw label -> id, GT side and predicted side
         self._words: list[frozenset[str]] | None = None
 
     def intern(self, raw: str, predicted: bool) -> int:
-        key = (raw, predicted)
-        found = self._raw.get(key)
+        known = self._raw[predicted]
+        found = known.get(raw)
         if found is None:
             text = normalize(raw, self.mode, predicted=predicted, fold_plurals=self.fold_plurals)
             found = self._ids.get(text)
             if found is None:
                 found = self._ids[text] = len(self.texts)
                 self.texts.append(text)
-            self._raw[key] = found
+            known[raw] = found
         return found
+
+    def known(self, predicted: bool) -> dict[str, int]:
+        """The raw labels of one side interned so far, and their ids (read only): a dict lookup before
+        :meth:`intern` saves its call on the labels seen before, most of a run's."""
+        return self._raw[predicted]
 
     def __len__(self) -> int:
         return len(self.texts)

@@ -10,14 +10,13 @@ decoded, IoUs come from pycocotools' RLE IoU, and label similarities from embedd
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from mixedparts.forking import available_cores, can_fork, chunk_bounds, fork_map
 from mixedparts.metrics import ap50
 from mixedparts.metrics.matching import text_pairs
 from mixedparts.metrics.miou import unit_miou
@@ -55,16 +54,22 @@ def build_units(rows: list[dict], predictions: Mapping[str, dict], table: LabelT
     ``recall_table`` interns the labels the Recall gate compares when they are not ``table``'s.
     """
     sample, image_index, category = [], [], []
-    gt_masks, gt_labels, predicted_masks, predicted_labels, scores = [], [], [], [], []
-    gt_recall_labels: list[np.ndarray] = []
-    predicted_recall_labels: list[np.ndarray] = []
+    gt_masks, predicted_masks, scores = [], [], []
+    # Label ids of every unit, unit after unit; each unit's array is a view of these (see _per_unit).
+    gt_ids, predicted_ids, gt_recall_ids, predicted_recall_ids = [], [], [], []
+    gt_ends, predicted_ends = [], []
     drop_objects = options.gt_masks == "parts-only"
     use_scores = options.ap_scores == "predicted"
-    intern = table.intern
-    recall_intern = recall_table.intern if recall_table is not None else None
+    with_recall = recall_table is not None
+    # Labels are interned in the order they are met (row by row, GT before predictions): that order fixes
+    # the ids, hence the order in which the text model embeds them. A dict lookup first saves the call
+    # on labels met before, most of them.
+    intern, gt_known, predicted_known = table.intern, table.known(False), table.known(True)
+    if with_recall:
+        recall_intern, gt_recall_known = recall_table.intern, recall_table.known(False)
+        predicted_recall_known = recall_table.known(True)
     for number, row in enumerate(rows):
-        images = row["images"]
-        count = len(images)
+        count = len(row["images"])
         truth: list[list[dict]] = [[] for _ in range(count)]
         truth_labels: list[list[int]] = [[] for _ in range(count)]
         truth_recall: list[list[int]] = [[] for _ in range(count)]
@@ -72,22 +77,27 @@ def build_units(rows: list[dict], predictions: Mapping[str, dict], table: LabelT
         for segment in row["segments"]:
             if skip_objects and segment["kind"] == "object":
                 continue
-            truth[segment["image_index"]].append(segment["mask"])
-            truth_labels[segment["image_index"]].append(intern(segment["label"], False))
-            if recall_intern is not None:
-                truth_recall[segment["image_index"]].append(recall_intern(segment["label"], False))
+            k, label = segment["image_index"], segment["label"]
+            truth[k].append(segment["mask"])
+            found = gt_known.get(label)
+            truth_labels[k].append(intern(label, False) if found is None else found)
+            if with_recall:
+                found = gt_recall_known.get(label)
+                truth_recall[k].append(recall_intern(label, False) if found is None else found)
         predicted: list[list[dict]] = [[] for _ in range(count)]
-        predicted_ids: list[list[int]] = [[] for _ in range(count)]
-        predicted_scores: list[list[float]] = [[] for _ in range(count)]
+        predicted_labels: list[list[int]] = [[] for _ in range(count)]
         predicted_recall: list[list[int]] = [[] for _ in range(count)]
+        predicted_scores: list[list[float]] = [[] for _ in range(count)]
         prediction = predictions.get(row["sample_id"])
         if prediction is not None:
             for segment in prediction["segments"]:
-                k = segment["image_index"]
+                k, label = segment["image_index"], segment["label"]
                 predicted[k].append(segment["mask"])
-                predicted_ids[k].append(intern(segment["label"], True))
-                if recall_intern is not None:
-                    predicted_recall[k].append(recall_intern(segment["label"], True))
+                found = predicted_known.get(label)
+                predicted_labels[k].append(intern(label, True) if found is None else found)
+                if with_recall:
+                    found = predicted_recall_known.get(label)
+                    predicted_recall[k].append(recall_intern(label, True) if found is None else found)
                 predicted_scores[k].append(float(segment.get("score", 1.0)) if use_scores else 1.0)
         objects = {obj["image_index"]: obj["category"] for obj in row["objects"]}
         for k in range(count):
@@ -95,18 +105,26 @@ def build_units(rows: list[dict], predictions: Mapping[str, dict], table: LabelT
             image_index.append(k)
             category.append(objects.get(k, "?"))
             gt_masks.append(truth[k])
-            gt_labels.append(np.array(truth_labels[k], dtype=np.int64))
             predicted_masks.append(predicted[k])
-            predicted_labels.append(np.array(predicted_ids[k], dtype=np.int64))
             scores.append(predicted_scores[k])
-            if recall_intern is not None:
-                gt_recall_labels.append(np.array(truth_recall[k], dtype=np.int64))
-                predicted_recall_labels.append(np.array(predicted_recall[k], dtype=np.int64))
-    with_recall = recall_intern is not None
+            gt_ids += truth_labels[k]
+            predicted_ids += predicted_labels[k]
+            if with_recall:
+                gt_recall_ids += truth_recall[k]
+                predicted_recall_ids += predicted_recall[k]
+            gt_ends.append(len(gt_ids))
+            predicted_ends.append(len(predicted_ids))
     return Units(np.array(sample, dtype=np.int64), np.array(image_index, dtype=np.int64),
-                 list(range(1, len(sample) + 1)), category, gt_masks, gt_labels, predicted_masks,
-                 predicted_labels, scores, gt_recall_labels if with_recall else None,
-                 predicted_recall_labels if with_recall else None)
+                 list(range(1, len(sample) + 1)), category, gt_masks, _per_unit(gt_ids, gt_ends), predicted_masks,
+                 _per_unit(predicted_ids, predicted_ends), scores,
+                 _per_unit(gt_recall_ids, gt_ends) if with_recall else None,
+                 _per_unit(predicted_recall_ids, predicted_ends) if with_recall else None)
+
+
+def _per_unit(ids: list[int], ends: list[int]) -> list[np.ndarray]:
+    """Each unit's label ids as a view of one array (one conversion instead of one per unit)."""
+    flat = np.array(ids, dtype=np.int64)
+    return [flat[start:end] for start, end in zip([0] + ends[:-1], ends)]
 
 
 @dataclass
@@ -143,12 +161,10 @@ class ChunkScores:
     detections: ap50.Detections  # AP's ranked detections; ``unit`` counts from the chunk's start
 
 
-_JOB: tuple | None = None  # (units, options, SS embeddings, recall embeddings); inherited by forked workers
-
-
-def score_chunk(bounds: tuple[int, int]) -> ChunkScores:
+def score_chunk(job: tuple, bounds: tuple[int, int]) -> ChunkScores:
+    """``job``: (units, options, SS embeddings, recall embeddings)."""
     start, stop = bounds
-    units, options, ss_embeddings, recall_embeddings = _JOB
+    units, options, ss_embeddings, recall_embeddings = job
     detections, ranked_ious = ap50.evaluate_units(units.gt_masks[start:stop], units.predicted_masks[start:stop],
                                                   units.scores[start:stop])
     # AP's IoU matrices list detections by descending score, truncated to 100; with equal scores and
@@ -194,25 +210,9 @@ def score_chunk(bounds: tuple[int, int]) -> ChunkScores:
 def score_units(units: Units, options: EvalOptions, ss_embeddings: np.ndarray, recall_embeddings: np.ndarray | None,
                 workers: int | None = None) -> list[ChunkScores]:
     """Score every unit; chunks run in forked processes when there are enough units to pay for it."""
-    global _JOB
     workers = workers or available_cores()
     n = len(units)
-    parallel = workers > 1 and n >= SERIAL_BELOW and "fork" in multiprocessing.get_all_start_methods()
-    size = max(500, -(-n // (workers * 8))) if parallel else max(n, 1)
-    bounds = [(start, min(start + size, n)) for start in range(0, n, size)]
-    _JOB = (units, options, ss_embeddings, recall_embeddings)
-    try:
-        if not parallel:
-            return [score_chunk(b) for b in bounds]
-        # fork shares the units with the workers without pickling them; workers never touch torch.
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            return pool.map(score_chunk, bounds, chunksize=1)
-    finally:
-        _JOB = None
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    parallel = n >= SERIAL_BELOW and can_fork(workers)
+    bounds = chunk_bounds(n, workers * 8, smallest=500) if parallel else chunk_bounds(n, 1)
+    return fork_map(score_chunk, (units, options, ss_embeddings, recall_embeddings), bounds,
+                    workers if parallel else 1)
