@@ -86,6 +86,46 @@ def test_bulk_verdicts_match_one_by_one():
     assert masks.first_invalid([r for r in rles if reference_verdict(r) is None]) is None
 
 
+def test_bulk_runs_equal_the_reference_decoder_string_by_string():
+    # One batch parses all its strings at once, so strings of every length and parity sit side by side
+    # (each string's delta rule must restart at its own start), with empty strings, bytes and str mixed.
+    rles = damaged_rles(800, seed=2)
+    strings = []
+    for i, rle in enumerate(rles):
+        try:
+            rle_from_string(rle["counts"])
+        except ValueError:
+            continue
+        counts = rle["counts"]
+        strings.append(counts.encode("ascii") if i % 3 == 0 else counts)
+        if i % 7 == 0:
+            strings.append("" if i % 2 else b"")
+    assert len(strings) > 400
+    for batch in (strings, [s for s in strings if isinstance(s, str)], strings[1:2], ["", strings[5]]):
+        parsed = masks.parse_counts(batch)
+        for i, counts in enumerate(batch):
+            runs = rle_from_string(counts if isinstance(counts, str) else counts.decode("ascii"))
+            assert parsed.runs[parsed.first[i]:parsed.first[i + 1]].tolist() == runs
+            assert parsed.problem[i] == (masks.NEGATIVE_RUN if min(runs, default=0) < 0 else masks.FINE)
+
+
+def test_many_masks_are_checked_in_workers_with_the_same_answer(monkeypatch):
+    rles = damaged_rles(900, seed=4)
+    valid = [r for r in rles if reference_verdict(r) is None]
+    bad_positions = [i for i, r in enumerate(rles) if reference_verdict(r) is not None]
+    serial = [masks.first_invalid(rles, workers=1), masks.first_invalid(valid, workers=1),
+              masks.first_invalid(valid + rles[bad_positions[0]:bad_positions[0] + 1], workers=1)]
+    assert serial == [bad_positions[0], None, len(valid)]
+    monkeypatch.setattr(masks, "PARALLEL_FROM", 0)
+    forks = []
+    real_fork_map = masks.fork_map
+    monkeypatch.setattr(masks, "fork_map", lambda *args: forks.append(len(args[2])) or real_fork_map(*args))
+    # the bad mask last, in the last worker's chunk: a worker's answer must come back, in order
+    assert [masks.first_invalid(rles, workers=2), masks.first_invalid(valid, workers=2),
+            masks.first_invalid(valid + rles[bad_positions[0]:bad_positions[0] + 1], workers=2)] == serial
+    assert forks == [4, 4, 4]
+
+
 def test_values_beyond_the_fast_path_are_decoded_exactly():
     # "P" is a chunk of 0 bits with "more" set: a zero run written with 9 chunks is valid (pycocotools
     # never writes it), and 8 chunks of value bits hold a 40-bit run no int64 shortcut may round.

@@ -117,7 +117,8 @@ def evaluate_units(gt_masks: list[list[dict]], predicted_masks: list[list[dict]]
             iou = []
             matched.extend([False] * len(kept))
         ious.append(iou)
-    return Detections(np.repeat(np.arange(len(kept_per_unit)), kept_per_unit), np.array(ranked_scores, dtype=float),
+    return Detections(np.repeat(np.arange(len(kept_per_unit), dtype=np.int64), kept_per_unit),
+                      np.array(ranked_scores, dtype=float),
                       np.array(matched, dtype=bool)), ious
 
 
