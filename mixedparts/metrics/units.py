@@ -175,10 +175,10 @@ def score_chunk(job: tuple, bounds: tuple[int, int]) -> ChunkScores:
     miou_pairs, recall_pairs, label_pairs = Pairs(), Pairs(), Pairs()
     for offset, u in enumerate(range(start, stop)):
         predicted, truth = units.predicted_masks[u], units.gt_masks[u]
-        shape = (len(predicted), len(truth))
         if not predicted or not truth:
-            iou = np.zeros(shape)
-        elif reuse and len(predicted) <= ap50.MAX_DETECTIONS:
+            continue  # no pair, no match: the unit scores 0 on mIoU and matches nothing
+        shape = (len(predicted), len(truth))
+        if reuse and len(predicted) <= ap50.MAX_DETECTIONS:
             iou = np.asarray(ranked_ious[offset], dtype=float).reshape(shape)
         else:
             iou = np.asarray(mask_utils.iou(predicted, truth, [0] * len(truth)), dtype=float).reshape(shape)
@@ -187,7 +187,7 @@ def score_chunk(job: tuple, bounds: tuple[int, int]) -> ChunkScores:
         for p, g, _ in pairs:
             miou_pairs.add(u, predicted_labels[p], gt_labels[g])
         similarity = None
-        if options.recall_text_gate == "on" and predicted and truth:
+        if options.recall_text_gate == "on":
             if units.gt_recall_labels is not None:
                 similarity = text_similarity(recall_embeddings, units.gt_recall_labels[u],
                                              units.predicted_recall_labels[u])
@@ -199,7 +199,7 @@ def score_chunk(job: tuple, bounds: tuple[int, int]) -> ChunkScores:
         if options.label_pairs == "recall":
             for g, p in matches:
                 recall_pairs.add(u, predicted_labels[p], gt_labels[g])
-        elif options.label_pairs == "text" and predicted and truth:
+        elif options.label_pairs == "text":
             ss = ss_embeddings[predicted_labels] @ ss_embeddings[gt_labels].T
             ss[predicted_labels[:, None] == gt_labels[None, :]] = 1.0
             for p, g in text_pairs(ss):
