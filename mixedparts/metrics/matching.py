@@ -106,29 +106,33 @@ def _greedy_small(values: list[list[float]], threshold: float, similarity: list[
                   text_threshold: float, stop_at_first_failure: bool, strict: bool) -> list[tuple[int, int]]:
     """The numpy loops above on lists: the largest entry left (NaN as 0, the first in row-major order
     of equal ones) pairs its row and column while it is above (``strict``) or at least ``threshold``,
-    subject to the text gate as in :func:`recall_matches`."""
-    rows = list(range(len(values)))
-    columns = list(range(len(values[0])))
-    rejected: set[tuple[int, int]] = set()
+    subject to the text gate as in :func:`recall_matches`.
+
+    Taking the largest entry left, again and again, is one pass over the entries sorted by value
+    (descending, row-major among equals) that passes over those whose row or column is taken; a
+    rejected entry is passed over for good, as the loops' ``-1`` does.
+    """
+    columns = len(values[0])
+    if strict:
+        candidates = [(-value, r * columns + c) for r, row in enumerate(values) for c, value in enumerate(row)
+                      if value > threshold]  # NaN compares false: never a candidate, as 0 is not
+    else:
+        candidates = [(-value, r * columns + c) for r, row in enumerate(values) for c, value in enumerate(row)
+                      if value >= threshold]
+    candidates.sort()
+    taken_rows, taken_columns = set(), set()
     pairs = []
-    while rows and columns:
-        best, best_row, best_column = -1.0, -1, -1
-        for r in rows:
-            row = values[r]
-            for c in columns:
-                value = row[c]
-                if value > best and (r, c) not in rejected:  # NaN never compares greater: it stays 0 below
-                    best, best_row, best_column = value, r, c
-        if best < 0.0 or (best <= threshold if strict else best < threshold):
-            break
-        if similarity is not None and similarity[best_row][best_column] < text_threshold:
+    for _, index in candidates:
+        row, column = divmod(index, columns)
+        if row in taken_rows or column in taken_columns:
+            continue
+        if similarity is not None and similarity[row][column] < text_threshold:
             if stop_at_first_failure:
                 break
-            rejected.add((best_row, best_column))
             continue
-        pairs.append((best_row, best_column))
-        rows.remove(best_row)
-        columns.remove(best_column)
+        pairs.append((row, column))
+        taken_rows.add(row)
+        taken_columns.add(column)
     return pairs
 
 
