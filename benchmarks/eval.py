@@ -1,6 +1,6 @@
 """Eval benchmark: a synthetic test split of >= 100K units with realistic predictions, scored end to end.
 
-    python benchmarks/eval.py [--samples 50000] [--workers 2] [--out DIR] [--cli]
+    python benchmarks/eval.py [--samples 50000] [--workers 2] [--out DIR | --reuse DIR] [--cli]
 
 Ground truth: object masks and part masks (unions of 1-3 ellipses, as parts with several instances
 are) at common photo sizes, written as a dataset folder of Parquet shards. Predictions: each GT mask
@@ -201,25 +201,35 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", help="keep the dataset and predictions here (default: a temporary folder)")
     parser.add_argument("--cli", action="store_true", help="also time mixedparts-eval on the whole split")
+    parser.add_argument("--reuse", metavar="DIR", help="score the dataset and predictions an earlier --out DIR kept "
+                        "instead of synthesizing them (--samples is then ignored)")
     args = parser.parse_args()
+    if args.reuse and not (Path(args.reuse) / "predictions.json").is_file():
+        parser.error(f"--reuse {args.reuse}: no predictions.json there (keep one with --out)")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    scratch = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="mixedparts-evalbench-"))
+    scratch = Path(args.reuse or args.out or tempfile.mkdtemp(prefix="mixedparts-evalbench-"))
     # What the mixedparts-eval console script runs (mixedparts.metrics.cli has no __main__ block).
     eval_command = [sys.executable, "-c", "import sys; from mixedparts.cli import eval_main; sys.exit(eval_main())"]
     try:
         started = time.perf_counter()
-        rows, predictions = synthesize(args.samples)
-        write_dataset(rows, scratch / "dataset")
-        write_predictions(scratch / "predictions.json", predictions, model="bench", split="test")
-        write_dataset(rows[:10], scratch / "dataset-10")
-        ten = {row["sample_id"] for row in rows[:10]}
-        write_predictions(scratch / "predictions-10.json", [p for p in predictions if p["sample_id"] in ten],
-                          model="bench", split="test")
+        if args.reuse:
+            from mixedparts.metrics.ground_truth import read_dataset_split
+
+            rows = read_dataset_split(scratch / "dataset", "test")
+            predictions = json.loads((scratch / "predictions.json").read_text())["predictions"]
+        else:
+            rows, predictions = synthesize(args.samples)
+            write_dataset(rows, scratch / "dataset")
+            write_predictions(scratch / "predictions.json", predictions, model="bench", split="test")
+            write_dataset(rows[:10], scratch / "dataset-10")
+            ten = {row["sample_id"] for row in rows[:10]}
+            write_predictions(scratch / "predictions-10.json", [p for p in predictions if p["sample_id"] in ten],
+                              model="bench", split="test")
         units = sum(len(r["images"]) for r in rows)
         masks = sum(len(p["segments"]) for p in predictions)
         size_mb = (scratch / "predictions.json").stat().st_size / 1e6
-        print(f"synthesized {len(rows)} samples, {units} units, {sum(len(r['segments']) for r in rows)} GT masks, "
+        print(f"{'reused' if args.reuse else 'synthesized'} {len(rows)} samples, {units} units, {sum(len(r['segments']) for r in rows)} GT masks, "
               f"{masks} predicted masks ({size_mb:.0f} MB of JSON) in {time.perf_counter() - started:.1f} s")
 
         # Cold starts first, before this process has warmed the page cache for them any further.
@@ -292,7 +302,7 @@ def main() -> int:
             figures["cli_s"] = round(cli, 2)
         print(json.dumps(figures))
     finally:
-        if not args.out:
+        if not (args.out or args.reuse):
             shutil.rmtree(scratch, ignore_errors=True)
     return 0
 

@@ -358,6 +358,9 @@ BAD_INPUTS = {
                     "annotations[0] (id 10)", "odd number of coordinates"),
     "non-numeric polygon": (_set("annotations.0.segmentation", [["1", 2, 3, 4, 5, 6]]), PART_FILE,
                             "annotations[0] (id 10)", "finite numbers"),
+    # JSON integers are unbounded; one past float range once raised OverflowError instead of this error
+    "huge integer in a polygon": (_set("annotations.0.segmentation", [[10**400, 2, 3, 4, 5, 6]]), PART_FILE,
+                                  "annotations[0] (id 10)", "finite numbers"),
     "segmentation not a list": (_set("annotations.0.segmentation", "oops"), PART_FILE, "annotations[0] (id 10)",
                                 "list of polygons"),
     "RLE of another size": (_set("annotations.0.segmentation", masks.encode(np.zeros((5, 5), bool))), PART_FILE,

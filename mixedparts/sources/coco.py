@@ -21,7 +21,14 @@ def is_int(value: object) -> bool:
 
 
 def is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float (not a bool). JSON integers have no bound: one too large for a float is no
+    coordinate (math.isfinite would raise OverflowError on it)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def validated_images(records: object, path: Path) -> Iterator[tuple[int | str, str, int, int, str]]:
