@@ -7,6 +7,7 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mixedparts.argtypes import positive_int
     from mixedparts.cli import DefaultsHelpFormatter
 
     parser = argparse.ArgumentParser(prog="calico-predict", description=__doc__,
@@ -21,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--limit", type=int, default=None, help="first N samples only")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="torch intra-op threads on CPU (default: torch's, one per core); a small model gains "
+                             "little from several, and on a shared machine they spin waiting for each other")
     parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
                         help="weights dtype; bf16/fp16 build the model on the meta device and load the base checkpoints "
                              "straight into it (low memory), and generate under autocast")
@@ -56,6 +60,8 @@ def _run(args: argparse.Namespace) -> int:
         raise MixedPartsError(f"{args.checkpoint}: checkpoint folder not found (a folder written by calico-train)")
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rows = read_rows(args.data, args.split, args.limit)
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     model = CalicoForCausalLM.from_pretrained(args.checkpoint, dtype=dtype, device_map=args.device,

@@ -100,8 +100,14 @@ def test_train_predict_and_exact_resume(dataset, tmp_path):
                          "--limit", "3", "--batch-size", "2", "--max-new-tokens", "8", "--quiet"]) == 0
     predictions = read_predictions(out)
     assert len(predictions.by_sample) == 3 and predictions.split == "test"
-    assert predict.main(["--checkpoint", str(final), "--data", str(dataset), "--split", "test", "--out", str(out),
-                         "--limit", "2", "--max-new-tokens", "4", "--dtype", "bf16", "--quiet"]) == 0
+    threads = torch.get_num_threads()
+    try:
+        assert predict.main(["--checkpoint", str(final), "--data", str(dataset), "--split", "test", "--out", str(out),
+                             "--limit", "2", "--max-new-tokens", "4", "--dtype", "bf16", "--threads", "1",
+                             "--quiet"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     assert len(read_predictions(out).by_sample) == 2
 
 
