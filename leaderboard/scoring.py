@@ -84,7 +84,7 @@ def score_file(truth, path: str | os.PathLike, display: str, workers: int | None
 
     path = str(path)
     try:
-        predictions = read_predictions(path)
+        predictions = read_predictions(path, workers=workers)
         result = evaluate(truth, predictions, EvalOptions(), breakdowns=("source",), workers=workers,
                           embedder=embedder, bootstrap=REPORT_BOOTSTRAP, keep_details=True)
     except MixedPartsError as error:

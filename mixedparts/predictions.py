@@ -82,12 +82,14 @@ class Predictions:
 
 @cyclic_gc_paused()  # millions of small acyclic dicts and lists (see mixedparts.gc_pause)
 def read_predictions(path: str | os.PathLike, format: str = "auto",
-                     images: Mapping[str, list[tuple[int, int]]] | None = None) -> Predictions:
+                     images: Mapping[str, list[tuple[int, int]]] | None = None,
+                     workers: int | None = None) -> Predictions:
     """Read and validate a predictions file (JSON or JSON Lines) or, with ``format="gcg"``, a GCG folder.
 
     ``images`` (sample id -> [(height, width), ...] per image) is needed for GCG folders only, to
     route masks to images. Checks that need the ground truth (unknown ids, image sizes) are in
-    :func:`check_against_ground_truth`.
+    :func:`check_against_ground_truth`. The masks of a large file are validated in ``workers`` forked
+    processes (default: one per available core; 1: none).
     """
     path = Path(path)
     if format not in FILE_FORMATS:
@@ -109,7 +111,7 @@ def read_predictions(path: str | os.PathLike, format: str = "auto",
     if not text.strip():
         raise PredictionsError(path, "empty file")
     if format == "jsonl" or (format == "auto" and path.suffix == ".jsonl"):
-        return _read_jsonl(path, text)
+        return _read_jsonl(path, text, workers)
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
@@ -122,7 +124,7 @@ def read_predictions(path: str | os.PathLike, format: str = "auto",
                                    "document (a JSON file holds one document)",
                                    where=f"line {error.lineno} column {error.colno}") from None
         if format == "auto" and one_line:
-            return _read_jsonl(path, text)  # more than one JSON value, the first on its own line: JSON Lines
+            return _read_jsonl(path, text, workers)  # more than one JSON value, the first on its own line: JSON Lines
         raise PredictionsError(path, "not valid JSON: unexpected data after the end of the first JSON value",
                                where=f"line {error.lineno} column {error.colno}") from None
     except (ValueError, RecursionError) as error:  # e.g. nesting or integer-length limits
@@ -136,17 +138,18 @@ def read_predictions(path: str | os.PathLike, format: str = "auto",
     items = document["predictions"]
     if not isinstance(items, list):
         raise PredictionsError(path, f"'predictions' must be a list, got {_json_type(items)}", field="predictions")
-    return _validated(path, "json", model, split, [(f"predictions[{i}]", item) for i, item in enumerate(items)])
+    return _validated(path, "json", model, split, [(f"predictions[{i}]", item) for i, item in enumerate(items)],
+                      workers)
 
 
 def predictions_from_list(items: Iterable[Mapping], model: str | None = None, split: str | None = None,
-                          path: str = "<predictions>") -> Predictions:
+                          path: str = "<predictions>", workers: int | None = None) -> Predictions:
     """Validate predictions held in memory (dicts as in the file) as :func:`read_predictions` would."""
     entries = [(f"predictions[{i}]", item) for i, item in enumerate(items)]
-    return _validated(Path(path), "json", model, split, entries)
+    return _validated(Path(path), "json", model, split, entries, workers)
 
 
-def _read_jsonl(path: Path, text: str) -> Predictions:
+def _read_jsonl(path: Path, text: str, workers: int | None) -> Predictions:
     entries = []
     header = None
     for number, line in enumerate(text.splitlines(), start=1):
@@ -172,7 +175,7 @@ def _read_jsonl(path: Path, text: str) -> Predictions:
             model, split = _check_header(path, header, where=f"line {number}")
         else:
             entries.append((f"line {number}", value))
-    return _validated(path, "jsonl", model, split, entries)
+    return _validated(path, "jsonl", model, split, entries, workers)
 
 
 def _check_header(path: Path, header: dict, where: str | None = None) -> tuple[str | None, str | None]:
@@ -189,7 +192,7 @@ def _check_header(path: Path, header: dict, where: str | None = None) -> tuple[s
 
 
 def _validated(path: Path, file_format: str, model: str | None, split: str | None,
-               entries: list[tuple[str, object]]) -> Predictions:
+               entries: list[tuple[str, object]], workers: int | None = None) -> Predictions:
     by_sample: dict[str, dict] = {}
     where_of: dict[str, str] = {}
     mismatched = set()
@@ -205,7 +208,7 @@ def _validated(path: Path, file_format: str, model: str | None, split: str | Non
         if item["text"] and markup.seg_count(item["text"]) != len(item["segments"]):
             mismatched.add(sample_id)
     predictions = Predictions(str(path), file_format, by_sample, model, split, mismatched, unknown.warnings(path))
-    _check_masks(predictions, where_of)
+    _check_masks(predictions, where_of, workers)
     return predictions
 
 
@@ -289,14 +292,14 @@ def _check_prediction(path: Path, where: str, item: object) -> str:
     return sample_id
 
 
-def _check_masks(predictions: Predictions, where_of: Mapping[str, str]) -> None:
+def _check_masks(predictions: Predictions, where_of: Mapping[str, str], workers: int | None) -> None:
     owners = []
     masks = []
     for sample_id, prediction in predictions.by_sample.items():
         for j, segment in enumerate(prediction["segments"]):
             owners.append((sample_id, j))
             masks.append(segment["mask"])
-    bad = first_invalid(masks)
+    bad = first_invalid(masks, workers)
     if bad is not None:
         sample_id, j = owners[bad]
         raise PredictionsError(predictions.path, validation_error(masks[bad]), where=where_of.get(sample_id),

@@ -251,3 +251,24 @@ def test_random_json_never_raises(content, as_lines, gt_file, minilm, capsys):
     assert code in (0, 2)
     if code == 2:
         assert captured.err.startswith("error: ")
+
+
+def test_masks_of_a_large_file_are_validated_in_as_many_workers_as_asked(tmp_path, monkeypatch):
+    import mixedparts.masks as masks_module
+
+    rle = encode(np.eye(4, dtype=bool))
+    items = [{"sample_id": f"s{i}", "text": "<p> a </p> [SEG]", "segments": [
+        {"label": "a", "image_index": 0, "mask": rle}]} for i in range(40)]
+    items[29]["segments"][0]["mask"] = {"size": [4, 4], "counts": rle["counts"][:-1]}  # truncated
+    path = write_predictions(tmp_path / "p.json", items)
+    monkeypatch.setattr(masks_module, "PARALLEL_FROM", 0)
+    forked = []
+    real = masks_module.fork_map
+    monkeypatch.setattr(masks_module, "fork_map", lambda *args: forked.append(args[3]) or real(*args))
+    errors = []
+    for workers in (1, 2):
+        with pytest.raises(PredictionsError) as caught:
+            read_predictions(path, workers=workers)
+        errors.append(str(caught.value))
+    assert forked == [2]  # workers=1 (the leaderboard's default) forks nothing
+    assert errors[0] == errors[1] and "predictions[29]" in errors[0] and "segments[0].mask" in errors[0]

@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--strict", action="store_true", help="make samples missing from the predictions an "
                         "error (by default they count as empty predictions, with a warning)")
     output.add_argument("--workers", type=non_negative_int, default=0, metavar="N",
-                        help="processes scoring units (default: 0 = every available core)")
+                        help="processes validating masks and scoring units (default: 0 = every available core)")
 
     from mixedparts.metrics.options import add_arguments
 
@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     if data is None and args.gt is None:
         data = _default_dataset()
     truth = load_ground_truth(data, args.split, args.gt)
-    predictions = read_predictions(args.predictions, args.format, images=truth.image_sizes())
+    predictions = read_predictions(args.predictions, args.format, images=truth.image_sizes(),
+                                   workers=args.workers or None)
     options = EvalOptions.from_args(args)
     bootstrap = args.bootstrap
     if bootstrap is None:

@@ -122,7 +122,7 @@ def evaluate(ground_truth: GroundTruth | Sequence[dict], predictions: Prediction
         splits = sorted({row["split"] for row in rows})
         ground_truth = GroundTruth(rows, splits[0] if len(splits) == 1 else ",".join(splits), "<rows>")
     if not isinstance(predictions, Predictions):
-        predictions = predictions_from_list(predictions or [])
+        predictions = predictions_from_list(predictions or [], workers=workers)
     rows = ground_truth.rows
     if not rows:
         raise MixedPartsError(f"{ground_truth.origin}: the {ground_truth.split} split holds no samples")
