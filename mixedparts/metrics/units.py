@@ -61,44 +61,39 @@ def build_units(rows: list[dict], predictions: Mapping[str, dict], table: LabelT
     drop_objects = options.gt_masks == "parts-only"
     use_scores = options.ap_scores == "predicted"
     with_recall = recall_table is not None
-    # Labels are interned in the order they are met (row by row, GT before predictions): that order fixes
-    # the ids, hence the order in which the text model embeds them. A dict lookup first saves the call
-    # on labels met before, most of them.
-    intern, gt_known, predicted_known = table.intern, table.known(False), table.known(True)
-    if with_recall:
-        recall_intern, gt_recall_known = recall_table.intern, recall_table.known(False)
-        predicted_recall_known = recall_table.known(True)
+    # Labels are interned in the order they are met (row by row, GT before predictions; each table has
+    # its own ids): that order fixes the ids, hence the order in which the text model embeds them. A dict
+    # lookup first saves the call on labels met before, most of them.
+    def masks_of(segments: list[dict], count: int) -> list[list[dict]]:
+        per_image: list[list[dict]] = [[] for _ in range(count)]
+        for segment in segments:
+            per_image[segment["image_index"]].append(segment["mask"])
+        return per_image
+
+    def ids_of(segments: list[dict], count: int, labels: LabelTable, predicted: bool) -> list[list[int]]:
+        per_image: list[list[int]] = [[] for _ in range(count)]
+        known, intern = labels.known(predicted), labels.intern
+        for segment in segments:
+            label = segment["label"]
+            found = known.get(label)
+            per_image[segment["image_index"]].append(intern(label, predicted) if found is None else found)
+        return per_image
+
     for number, row in enumerate(rows):
         count = len(row["images"])
-        truth: list[list[dict]] = [[] for _ in range(count)]
-        truth_labels: list[list[int]] = [[] for _ in range(count)]
-        truth_recall: list[list[int]] = [[] for _ in range(count)]
-        skip_objects = drop_objects and row["task"] in PART_TASKS
-        for segment in row["segments"]:
-            if skip_objects and segment["kind"] == "object":
-                continue
-            k, label = segment["image_index"], segment["label"]
-            truth[k].append(segment["mask"])
-            found = gt_known.get(label)
-            truth_labels[k].append(intern(label, False) if found is None else found)
-            if with_recall:
-                found = gt_recall_known.get(label)
-                truth_recall[k].append(recall_intern(label, False) if found is None else found)
-        predicted: list[list[dict]] = [[] for _ in range(count)]
-        predicted_labels: list[list[int]] = [[] for _ in range(count)]
-        predicted_recall: list[list[int]] = [[] for _ in range(count)]
-        predicted_scores: list[list[float]] = [[] for _ in range(count)]
+        segments = row["segments"]
+        if drop_objects and row["task"] in PART_TASKS:
+            segments = [segment for segment in segments if segment["kind"] != "object"]
         prediction = predictions.get(row["sample_id"])
-        if prediction is not None:
-            for segment in prediction["segments"]:
-                k, label = segment["image_index"], segment["label"]
-                predicted[k].append(segment["mask"])
-                found = predicted_known.get(label)
-                predicted_labels[k].append(intern(label, True) if found is None else found)
-                if with_recall:
-                    found = predicted_recall_known.get(label)
-                    predicted_recall[k].append(recall_intern(label, True) if found is None else found)
-                predicted_scores[k].append(float(segment.get("score", 1.0)) if use_scores else 1.0)
+        guesses = prediction["segments"] if prediction is not None else []
+        truth, predicted = masks_of(segments, count), masks_of(guesses, count)
+        truth_labels = ids_of(segments, count, table, False)
+        truth_recall = ids_of(segments, count, recall_table, False) if with_recall else None
+        predicted_labels = ids_of(guesses, count, table, True)
+        predicted_recall = ids_of(guesses, count, recall_table, True) if with_recall else None
+        predicted_scores: list[list[float]] = [[] for _ in range(count)]
+        for segment in guesses:
+            predicted_scores[segment["image_index"]].append(float(segment.get("score", 1.0)) if use_scores else 1.0)
         objects = {obj["image_index"]: obj["category"] for obj in row["objects"]}
         for k in range(count):
             sample.append(number)
