@@ -148,8 +148,8 @@ def parse_counts(counts: Sequence[str | bytes], exact: bool = False) -> RunLengt
             longer = np.flatnonzero(width > place)
             values[longer] += (chunk[starts[longer] + place] & 0x1F).astype(np.int64) << (5 * place)
         # Each chunk adds its 5 bits at its place in its value; the bits never overlap, so a sum is an OR.
-        # Too-long values are flagged; the capped shift only keeps them finite.
-        # The sign bit 0x10 of the last chunk, shifted to 1 << (5 * width): subtracted where it is set.
+        # The last chunk's sign bit 0x10, shifted up to 1 << (5 * width), is subtracted where it is set
+        # (the width capped: too-long values are flagged, the cap only keeps them finite).
         sign = (chunk[ends] & 0x10).astype(np.int64)
         sign <<= 5 * np.minimum(width, _MAX_CHUNKS) - 4
         values -= sign
