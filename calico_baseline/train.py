@@ -187,8 +187,7 @@ def train(config: dict, resume: bool = False, build_model=None) -> Path:
 
     from calico_baseline.checkpoints import trained_state_dict
     from calico_baseline.curves import TRAIN_SUBSET, MetricsLog
-    from calico_baseline.data import CalicoDataset, CalicoProcessor, image_roots_for, read_rows
-    from calico_baseline.look import MixedDataset, look_rows
+    from calico_baseline.data import CalicoProcessor, read_rows
     from calico_baseline.validation import train_subset_validator_for, validator_for
 
     t, d = config["train"], config["data"]
@@ -212,14 +211,8 @@ def train(config: dict, resume: bool = False, build_model=None) -> Path:
     if t["gradient_checkpointing"]:
         model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     processor = CalicoProcessor(tokenizer, model.config, d["max_length"])
-    roots = image_roots_for(d["path"], d["image_roots"])
-    dataset = CalicoDataset(rows, processor, roots)
+    dataset, look = training_datasets(config, rows, processor)
     look_steps = int(t.get("look_steps") or 0)
-    look_mix = float(d.get("look_mix") or 0.0)
-    look = CalicoDataset(look_rows(rows, d.get("look_answer") or "objects_and_parts"), processor, roots) \
-        if look_steps or look_mix else None
-    if look_mix:
-        dataset = MixedDataset(dataset, look, look_mix, t["seed"])
     total_steps = look_steps + t["max_steps"]
     generator = torch.Generator().manual_seed(t["seed"])
 
@@ -328,6 +321,23 @@ def train(config: dict, resume: bool = False, build_model=None) -> Path:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return final
+
+
+def training_datasets(config: dict, rows: list[dict], processor):
+    """(the task's dataset, the look stage's or ``None``): the rows as they are and, when ``train.look_steps`` or
+    ``data.look_mix`` asks for them, re-asked as :mod:`calico_baseline.look` rows; with ``data.look_mix`` the
+    task's dataset also holds that share of look samples."""
+    from calico_baseline.data import CalicoDataset, image_roots_for
+    from calico_baseline.look import MixedDataset, look_rows
+
+    d, t = config["data"], config["train"]
+    roots = image_roots_for(d["path"], d["image_roots"])
+    task = CalicoDataset(rows, processor, roots)
+    mix = float(d.get("look_mix") or 0.0)
+    if not (t.get("look_steps") or mix):
+        return task, None
+    look = CalicoDataset(look_rows(rows, d.get("look_answer") or "objects_and_parts"), processor, roots)
+    return (MixedDataset(task, look, mix, t["seed"]) if mix else task), look
 
 
 class TrainerState:

@@ -115,3 +115,23 @@ def test_a_run_with_the_look_stage_learns_it_then_trains_the_task_and_resumes_ex
     resumed = load_file(str(run / "final" / TRAINED_FILE))
     assert set(resumed) == set(reference) and all(torch.equal(resumed[k], reference[k]) for k in reference)
 
+
+
+def test_look_mix_puts_look_samples_among_the_tasks(dataset):
+    from calico_baseline.data import read_rows
+    from calico_baseline.testing import tiny_setup
+    from calico_baseline.train import load_config, training_datasets
+
+    _, tokenizer, processor = tiny_setup()
+    rows = read_rows(dataset, "train", 8)
+    tiny = Path(__file__).parents[1] / "configs" / "calico-tiny.yaml"
+    config = load_config(tiny, [f"data.path={dataset}", "train.look_steps=0", "data.look_mix=0.5"])
+    task, look = training_datasets(config, rows, processor)
+    assert len(task) == 12 and len(look) == 8
+    items = [task[i] for i in range(len(task))]
+    assert all(item["gt_masks"] for item in items[:8])  # the rows themselves, with their masks
+    assert all(item["gt_masks"] == [] for item in items[8:])  # look samples: no [SEG], no masks
+    question = tokenizer.decode([i for i in items[8]["input_ids"] if i >= 0])
+    assert LOOK_QUESTION in question
+    plain, none = training_datasets(load_config(tiny, [f"data.path={dataset}", "train.look_steps=0"]), rows, processor)
+    assert len(plain) == 8 and none is None
