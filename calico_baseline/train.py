@@ -24,12 +24,13 @@ DEFAULTS = {
     "model": {"preset": None, "overrides": {}, "tokenizer": None, "base_checkpoints": {},
               "dtype": None, "trainable_dtype": "fp32"},
     "data": {"path": None, "split": "train", "image_roots": {}, "limit": None, "max_length": 1024,
-             "val_split": "val", "val_samples": 64, "train_eval_samples": 0},
+             "val_split": "val", "val_samples": 64, "train_eval_samples": 0,
+             "look_answer": "objects_and_parts", "look_mix": 0.0},
     "train": {"output_dir": "runs/calico", "lr": 4e-4, "betas": [0.9, 0.95], "weight_decay": 0.0,
               "warmup_steps": 100, "max_steps": 5000, "batch_size": 2, "grad_accum": 10, "max_grad_norm": 1.0,
               "mixed_precision": "no", "gradient_checkpointing": False, "save_every": 500, "log_every": 10,
               "seed": 0, "num_workers": 0, "tensorboard": True, "cpu": False, "progress": True,
-              "val_every": 0, "threads": None, "lr_scale": {}},
+              "val_every": 0, "threads": None, "lr_scale": {}, "look_steps": 0},
 }
 
 
@@ -64,12 +65,19 @@ def load_config(path: str | Path | None, overrides: list[str] = (), defaults: di
     return config
 
 
-def lr_lambda(warmup: int, total: int):
-    """WarmupDecayLR of GLaMM/LISA: linear 0→1 over ``warmup`` steps, then linear 1→0 at ``total``."""
+def lr_lambda(warmup: int, total: int, look_steps: int = 0):
+    """WarmupDecayLR of GLaMM/LISA: linear 0→1 over ``warmup`` steps, then linear 1→0 at ``total``. With
+    ``look_steps`` the look stage has that schedule over its own steps and the task (``total`` steps) starts it
+    again after them, as two LLaVA stages would."""
     def factor(step: int) -> float:
+        if step < look_steps:
+            return stage(step, look_steps)
+        return stage(step - look_steps, total)
+
+    def stage(step: int, steps: int) -> float:
         if step < warmup:
             return (step + 1) / max(1, warmup)
-        return max(0.0, (total - step) / max(1, total - warmup))
+        return max(0.0, (steps - step) / max(1, steps - warmup))
     return factor
 
 
@@ -179,7 +187,7 @@ def train(config: dict, resume: bool = False, build_model=None) -> Path:
 
     from calico_baseline.checkpoints import trained_state_dict
     from calico_baseline.curves import TRAIN_SUBSET, MetricsLog
-    from calico_baseline.data import CalicoDataset, CalicoProcessor, image_roots_for, read_rows
+    from calico_baseline.data import CalicoProcessor, read_rows
     from calico_baseline.validation import train_subset_validator_for, validator_for
 
     t, d = config["train"], config["data"]
@@ -203,16 +211,23 @@ def train(config: dict, resume: bool = False, build_model=None) -> Path:
     if t["gradient_checkpointing"]:
         model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     processor = CalicoProcessor(tokenizer, model.config, d["max_length"])
-    dataset = CalicoDataset(rows, processor, image_roots_for(d["path"], d["image_roots"]))
+    dataset, look = training_datasets(config, rows, processor)
+    look_steps = int(t.get("look_steps") or 0)
+    total_steps = look_steps + t["max_steps"]
     generator = torch.Generator().manual_seed(t["seed"])
-    loader = torch.utils.data.DataLoader(dataset, batch_size=t["batch_size"], shuffle=True, generator=generator,
-                                         collate_fn=processor.collate, num_workers=t["num_workers"])
+
+    def loader_of(data):
+        return torch.utils.data.DataLoader(data, batch_size=t["batch_size"], shuffle=True, generator=generator,
+                                           collate_fn=processor.collate, num_workers=t["num_workers"])
+
+    loader = loader_of(dataset)
     params = [p for p in model.parameters() if p.requires_grad]
     groups = parameter_groups(model, t["lr"], t.get("lr_scale"))
     optimizer = torch.optim.AdamW(groups, lr=t["lr"], betas=tuple(t["betas"]), weight_decay=t["weight_decay"])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t["warmup_steps"], t["max_steps"]))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(t["warmup_steps"], t["max_steps"], look_steps))
     trained_names = set(trained_state_dict(model))  # names as the unwrapped model has them
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    look_loader = accelerator.prepare(loader_of(look)) if look_steps else None
     if accelerator.distributed_type.value == "DEEPSPEED" and accelerator.mixed_precision == "bf16":
         accelerator.print("DeepSpeed bf16: the module (trained weights too) runs in bf16; the trained weights' fp32 "
                           "master copy is kept by ZeRO's optimizer")
@@ -246,12 +261,14 @@ def train(config: dict, resume: bool = False, build_model=None) -> Path:
     if validator is not None and step == 0:
         validate()  # the untrained model: where the curve starts
     model.train()
-    bar = tqdm(total=t["max_steps"], initial=step, desc="calico-train",
+    bar = tqdm(total=total_steps, initial=step, desc="calico-train",
                disable=not (t["progress"] and accelerator.is_main_process))
     totals, samples, started = {}, 0, time.time()
-    while step < t["max_steps"]:
+    while step < total_steps:
         epoch_generator_state = generator.get_state()
-        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        # epoch and skip count the batches of the stage's own loader; the stage's first step starts them at 0
+        current = look_loader if step < look_steps else loader
+        batches = accelerator.skip_first_batches(current, skip) if skip else current
         for index, batch in enumerate(batches, start=skip):
             with accelerator.accumulate(model):
                 output = model(**batch)
@@ -270,25 +287,30 @@ def train(config: dict, resume: bool = False, build_model=None) -> Path:
                 continue
             step += 1
             bar.update(1)
-            if step % t["log_every"] == 0 or step == t["max_steps"]:
+            if step % t["log_every"] == 0 or step in (look_steps, total_steps):
                 logs = {k: v / totals["n"] for k, v in totals.items() if k != "n"}
                 logs.update(lr=scheduler.get_last_lr()[0] / groups[0]["lr_scale"],
                             samples_per_s=samples / (time.time() - started))
                 record("train", logs)
                 totals, samples, started = {}, 0, time.time()
-            if validator is not None and (step % t["val_every"] == 0 or step == t["max_steps"]):
+            look_ends = step == look_steps
+            if look_ends:  # the task (or a resume into it) starts its own loader from its first batch
+                epoch, index, epoch_generator_state = 0, -1, generator.get_state()
+            if validator is not None and (step % t["val_every"] == 0 or look_ends or step == total_steps):
                 validate()
                 started = time.time()  # samples_per_s measures training only
-            if step % t["save_every"] == 0 or step == t["max_steps"]:
+            if step % t["save_every"] == 0 or look_ends or step == total_steps:
                 progress.update(step=step, epoch=epoch, batches_in_epoch=index + 1,
                                 generator_state=epoch_generator_state)
                 save_checkpoint(accelerator, model, tokenizer, out / "checkpoints" / f"step-{step}")
-            if step >= t["max_steps"]:
+            if look_ends or step >= total_steps:
+                skip = 0
                 break
         else:
             epoch, skip = epoch + 1, 0
             continue
-        break
+        if step >= total_steps:
+            break
     bar.close()
     final = out / "final"
     state = accelerator.get_state_dict(model)  # on every rank: gathers the full weights under FSDP / ZeRO-3
@@ -299,6 +321,23 @@ def train(config: dict, resume: bool = False, build_model=None) -> Path:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return final
+
+
+def training_datasets(config: dict, rows: list[dict], processor):
+    """(the task's dataset, the look stage's or ``None``): the rows as they are and, when ``train.look_steps`` or
+    ``data.look_mix`` asks for them, re-asked as :mod:`calico_baseline.look` rows; with ``data.look_mix`` the
+    task's dataset also holds that share of look samples."""
+    from calico_baseline.data import CalicoDataset, image_roots_for
+    from calico_baseline.look import MixedDataset, look_rows
+
+    d, t = config["data"], config["train"]
+    roots = image_roots_for(d["path"], d["image_roots"])
+    task = CalicoDataset(rows, processor, roots)
+    mix = float(d.get("look_mix") or 0.0)
+    if not (t.get("look_steps") or mix):
+        return task, None
+    look = CalicoDataset(look_rows(rows, d.get("look_answer") or "objects_and_parts"), processor, roots)
+    return (MixedDataset(task, look, mix, t["seed"]) if mix else task), look
 
 
 class TrainerState:

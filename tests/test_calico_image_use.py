@@ -53,3 +53,11 @@ def test_oracle_knows_the_labels_but_not_their_order_or_the_random_article():
 def test_a_folder_that_is_not_a_checkpoint_is_one_error_line(tmp_path, capsys):
     assert calico_image_use.main([str(tmp_path), "--data", str(tmp_path)]) == 2
     assert "not a checkpoint folder" in capsys.readouterr().err
+
+
+def test_look_rows_are_the_look_stages_own(tmp_path, capsys):
+    from calico_baseline import look
+
+    assert calico_image_use.LOOK_ANSWERS == look.LOOK_ANSWERS  # spelt out there so that --help needs no torch
+    assert calico_image_use.main([str(tmp_path), "--data", str(tmp_path), "--look", "parts"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
