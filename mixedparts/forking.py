@@ -1,6 +1,6 @@
 """Chunks of work in forked processes that read the parent's memory: the inputs (parsed predictions,
 units) are never pickled, only each chunk's result comes back. Where fork is unavailable, or there is
-one core, the chunks run in this process."""
+one core, or the process is daemonic, the chunks run in this process."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ def available_cores() -> int:
 
 
 def can_fork(workers: int) -> bool:
-    return workers > 1 and "fork" in multiprocessing.get_all_start_methods()
+    # A daemonic process (the leaderboard's scorer is one) may not have children: it works alone.
+    return (workers > 1 and "fork" in multiprocessing.get_all_start_methods()
+            and not multiprocessing.current_process().daemon)
 
 
 def chunk_bounds(n: int, chunks: int, smallest: int = 1) -> list[tuple[int, int]]:
