@@ -286,29 +286,33 @@ def first_invalid(rles: Sequence[object], workers: int | None = None) -> int | N
 
 
 def _first_invalid_between(rles: Sequence[object], bounds: tuple[int, int]) -> int | None:
-    suspects: list[int] = []
-    checked: list[int] = []
+    start, stop = bounds
+    for offset in np.flatnonzero(~well_formed([rles[i] for i in range(start, stop)])).tolist():
+        if validation_error(rles[start + offset]) is not None:
+            return start + offset
+    return None
+
+
+def well_formed(rles: Sequence[object], sizes: Sequence[tuple[int, int]] | None = None) -> np.ndarray:
+    """Per RLE, whether it is ``{"size": [h, w], "counts": str}`` (at ``sizes[i]`` when given) with well-formed
+    runs covering h x w, found in bulk: where this is True, :func:`validation_error` says None. False is no
+    verdict (a string with overlong values may still be valid): ask :func:`validation_error`."""
+    candidates: list[int] = []
     counts: list[str] = []
     pixels: list[int] = []
-    start, stop = bounds
-    for i in range(start, stop):
-        rle = rles[i]
+    for i, rle in enumerate(rles):
         if (type(rle) is dict and len(rle) == 2 and type(rle.get("counts")) is str
                 and type(rle.get("size")) in (list, tuple) and len(rle["size"]) == 2
                 and type(rle["size"][0]) is int and type(rle["size"][1]) is int
-                and 0 < rle["size"][0] < _MAX_SIDE and 0 < rle["size"][1] < _MAX_SIDE):
-            checked.append(i)
+                and 0 < rle["size"][0] < _MAX_SIDE and 0 < rle["size"][1] < _MAX_SIDE
+                and (sizes is None or (rle["size"][0], rle["size"][1]) == tuple(sizes[i]))):
+            candidates.append(i)
             counts.append(rle["counts"])
             pixels.append(rle["size"][0] * rle["size"][1])
-        else:
-            suspects.append(i)
-    if checked:
-        problems = counts_problems(counts, pixels)
-        suspects.extend(np.asarray(checked)[problems != FINE].tolist())
-    for i in sorted(suspects):
-        if validation_error(rles[i]) is not None:
-            return i
-    return None
+    ok = np.zeros(len(rles), dtype=bool)
+    if candidates:
+        ok[candidates] = counts_problems(counts, pixels) == FINE
+    return ok
 
 
 class InvalidMask(ValueError):

@@ -56,21 +56,10 @@ def validated_images(records: object, path: Path) -> Iterator[tuple[int | str, s
 def well_formed_rle_strings(segmentations: list[tuple[object, int, int]]) -> list[bool]:
     """For each ``(segmentation, height, width)``: whether it is a compressed RLE string at that size
     that :func:`segmentation_to_rle` accepts as it is. All strings are parsed together
-    (``masks.counts_problems``); validating them one at a time was most of a release's reading time.
+    (``masks.well_formed``); validating them one at a time was most of a release's reading time.
     """
-    candidates, counts, pixels = [], [], []
-    for index, (segmentation, height, width) in enumerate(segmentations):
-        if (type(segmentation) is dict and len(segmentation) == 2 and type(segmentation.get("counts")) is str
-                and type(segmentation.get("size")) is list and segmentation["size"] == [height, width]
-                and all(is_int(v) for v in segmentation["size"])):
-            candidates.append(index)
-            counts.append(segmentation["counts"])
-            pixels.append(height * width)
-    well_formed = [False] * len(segmentations)
-    if candidates:
-        for index, problem in zip(candidates, masks.counts_problems(counts, pixels).tolist()):
-            well_formed[index] = problem == masks.FINE
-    return well_formed
+    return masks.well_formed([segmentation for segmentation, _, _ in segmentations],
+                             [(height, width) for _, height, width in segmentations]).tolist()
 
 
 def segmentation_to_rle(segmentation: object, height: int, width: int, short_polygons: str = "drop",
