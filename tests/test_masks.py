@@ -166,3 +166,18 @@ def test_large_masks_validate_and_wrong_sizes_are_named():
     assert masks.validation_error(rle) is None
     assert masks.validation_error({"size": [1200, 1599], "counts": rle["counts"]}) == (
         "mask 'counts' covers 1920000 pixels, but size 1200x1599 has 1918800")
+
+
+def test_well_formed_vouches_only_for_what_validation_accepts_at_the_size_asked():
+    rles = damaged_rles(600, seed=5)
+    vouched = masks.well_formed(rles)
+    assert vouched.any() and not vouched.all()
+    assert all(masks.validation_error(r) is None for r, ok in zip(rles, vouched) if ok)
+    good = next(r for r, ok in zip(rles, vouched) if ok)
+    h, w = good["size"]
+    others = [{"size": (h, w), "counts": good["counts"]},  # a tuple size is still [h, w]
+              {"size": [True, w], "counts": good["counts"]}, {"size": [h, w], "counts": good["counts"].encode()},
+              {"size": [h, w], "counts": good["counts"], "extra": 1}, [good]]
+    assert masks.well_formed(others).tolist() == [True, False, False, False, False]
+    # at a given size (a release's image): the same string at another size is not vouched for
+    assert masks.well_formed([good, good], [(h, w), (w + 1, h)]).tolist() == [True, False]
