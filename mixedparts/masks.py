@@ -287,7 +287,7 @@ def first_invalid(rles: Sequence[object], workers: int | None = None) -> int | N
 
 def _first_invalid_between(rles: Sequence[object], bounds: tuple[int, int]) -> int | None:
     start, stop = bounds
-    for offset in np.flatnonzero(~well_formed([rles[i] for i in range(start, stop)])).tolist():
+    for offset in np.flatnonzero(~well_formed(rles[start:stop])).tolist():
         if validation_error(rles[start + offset]) is not None:
             return start + offset
     return None

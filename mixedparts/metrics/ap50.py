@@ -54,8 +54,13 @@ def match_detections(iou: np.ndarray) -> np.ndarray:
     of equal IoUs the last GT mask wins (COCO replaces its candidate on ``>=``). No mask is a crowd
     or outside the area range, so none is ignored.
     """
+    return np.array(_matched_flags(iou), dtype=bool)
+
+
+def _matched_flags(iou: np.ndarray) -> list[bool]:
+    """:func:`match_detections` as a list (what :func:`evaluate_units` gathers)."""
     if iou.size <= matching.SMALL:  # a unit's few masks: see matching.SMALL
-        return np.array(_match_small(iou.tolist()), dtype=bool)
+        return _match_small(iou.tolist())
     matched = np.zeros(iou.shape[0], dtype=bool)
     taken = np.zeros(iou.shape[1], dtype=bool)
     last = iou.shape[1] - 1
@@ -64,7 +69,7 @@ def match_detections(iou: np.ndarray) -> np.ndarray:
         best = last - int(np.argmax(candidates[::-1]))
         if candidates[best] >= IOU_THRESHOLD:
             matched[d] = taken[best] = True
-    return matched
+    return matched.tolist()
 
 
 def _match_small(rows: list[list[float]]) -> list[bool]:
@@ -111,8 +116,7 @@ def evaluate_units(gt_masks: list[list[dict]], predicted_masks: list[list[dict]]
         kept_per_unit.append(len(kept))
         if truth:
             iou = iou_of(kept, truth, [0] * len(truth))
-            matched.extend(_match_small(iou.tolist()) if iou.size <= matching.SMALL
-                           else match_detections(iou).tolist())
+            matched.extend(_matched_flags(iou))
         else:
             iou = []
             matched.extend([False] * len(kept))
