@@ -28,7 +28,7 @@ from mixedparts.synth.common import SCALES, write_json
 NAME = "toy_parts"
 RELEASE_SPLITS = ("fit", "dev", "eval")
 WIDTH, HEIGHT = 96, 64
-IMAGES_PER_SPLIT = {"tiny": 8, "small": 40, "full": 200}
+IMAGES_PER_SPLIT = {"tiny": 8, "small": 40, "medium": 80, "full": 200}
 # Two categories sharing "leg": common parts across categories, and unique parts ("top", "shade").
 DESIGNS = {
     "table": (("top", (0.0, 0.0, 1.0, 0.3)), ("leg", (0.0, 0.3, 0.3, 1.0)), ("leg", (0.7, 0.3, 1.0, 1.0))),

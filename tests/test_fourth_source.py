@@ -133,3 +133,17 @@ def test_a_spec_that_clashes_or_maps_splits_wrongly_is_refused():
     with pytest.raises(ValueError, match="val_from"):
         replace(fourth_source.SPEC, val_from="validation")
     assert registry.find_source(fourth_source.NAME) is None
+
+
+def test_medium_scale_keeps_small_held_out_images_and_adds_training_ones():
+    """A model trained on the medium sources is scored on small's very val and test images: each image is drawn
+    from (seed, source, split, index) alone, so equal held-out counts mean equal held-out images (checked by
+    hand on the pixels; the release-wide PACO annotation ids shift, train being written first)."""
+    from mixedparts.synth import ade20k_part234, paco, partimagenet
+
+    for table, train in ((paco.SCALE_SIZES, "train"), (partimagenet.SCALE_PLAN, "train"),
+                         (ade20k_part234.SCALE_SIZES, "training")):
+        (small, small_size), (medium, medium_size) = table["small"], table["medium"]
+        assert medium_size == small_size
+        assert {k: v for k, v in medium.items() if k != train} == {k: v for k, v in small.items() if k != train}
+        assert medium[train] == 10 * small[train]

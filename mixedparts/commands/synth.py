@@ -13,7 +13,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--out", required=True, help="output folder (must be absent or empty)")
     parser.add_argument("--scale", choices=SCALES, default="tiny",
-                        help="tiny: a few images per split (tests); small: hundreds; full: the real releases' "
+                        help="tiny: a few images per split (tests); small: hundreds; medium: small's val and test with "
+                        "1,500 training images per source (to train the tiny model); full: the real releases' "
                         "sizes (~44K usable images, ~600K part masks; use with --no-images)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes")
     parser.add_argument("--no-images", dest="images", action="store_false",

@@ -36,6 +36,7 @@ from mixedparts.synth.draw import DrawnImage, DrawnObject, DrawnPart, ObjectTemp
 SCALE_SIZES = {
     "tiny": ({"training": 10, "validation": 10}, (160, 120)),
     "small": ({"training": 150, "validation": 150}, (320, 240)),
+    "medium": ({"training": 1_500, "validation": 150}, (320, 240)),
     "full": ({"training": 4800, "validation": 700}, (320, 240)),
 }
 OBJECTS_PER_IMAGE = ((1, 0.2), (2, 0.4), (3, 0.4))

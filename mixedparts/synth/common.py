@@ -11,7 +11,9 @@ from PIL import Image
 
 from mixedparts.synth.draw import DrawnImage
 
-SCALES = ("tiny", "small", "full")
+# medium: ten times small's training images with small's very val and test images (an image is drawn from its
+# (seed, source, split, index) alone), so a model trained on it is scored on the same held-out images as on small
+SCALES = ("tiny", "small", "medium", "full")
 SHOW_PROGRESS: list[bool] = [False]  # set by synthesize(progress=True); full scale takes minutes
 DRAWN_RECORD = "drawn.json"  # written next to the release folders, never inside them
 

@@ -48,6 +48,7 @@ SPLITS = ("train", "val", "test")
 SCALE_SIZES = {
     "tiny": ({"train": 10, "val": 10, "test": 10}, (160, 120)),
     "small": ({"train": 150, "val": 150, "test": 150}, (320, 240)),
+    "medium": ({"train": 1_500, "val": 150, "test": 150}, (320, 240)),
     "full": ({"train": 22_000, "val": 1_200, "test": 4_800}, (320, 240)),
 }
 PAIR_SHARE = 0.85  # of images: two upright objects side by side; the others hold one wide object

@@ -180,6 +180,7 @@ SUPERCATEGORY_WEIGHTS = _CLASS_COUNTS / _CLASS_COUNTS.sum()
 SCALE_PLAN = {
     "tiny": ({"train": 11, "val": 11, "test": 11}, (160, 120)),
     "small": ({"train": 150, "val": 150, "test": 150}, (320, 240)),
+    "medium": ({"train": 1_500, "val": 150, "test": 150}, (320, 240)),
     "full": ({"train": 9000, "val": 1000, "test": 2000}, (320, 240)),
 }
 # ImageNet-style image numbers; a different range per split keeps file names unique across the release
