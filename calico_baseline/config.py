@@ -106,6 +106,11 @@ class CalicoConfig(PretrainedConfig):
         image_placeholder_id: int = IMAGE_PLACEHOLDER_ID,
         # loss
         ce_loss_weight: float = 1.0,
+        # the text loss's weight on the tokens between <p> and </p> (the names) relative to the others (GLaMM,
+        # LISA and the paper: 1, a plain mean); a model learning from scratch gets the answer's form from almost
+        # every token and which object and part it is from a few
+        phrase_token_weight: float = 1.0,
+        phrase_token_ids: list[int] | tuple[int, int] | None = None,  # (<p>, </p>), set from the tokenizer
         mask_loss_weight: float = 2.0,
         dice_loss_weight: float = 0.5,
         mask_loss: str = "focal",
@@ -145,6 +150,10 @@ class CalicoConfig(PretrainedConfig):
         self.seg_token_id = seg_token_id
         self.image_placeholder_id = int(image_placeholder_id)
         self.ce_loss_weight = float(ce_loss_weight)
+        self.phrase_token_weight = float(phrase_token_weight)
+        self.phrase_token_ids = [int(i) for i in phrase_token_ids] if phrase_token_ids is not None else None
+        if self.phrase_token_weight != 1.0 and (self.phrase_token_ids is None or len(self.phrase_token_ids) != 2):
+            raise ValueError("phrase_token_weight needs phrase_token_ids: the ids of <p> and </p>")
         self.mask_loss_weight = float(mask_loss_weight)
         self.dice_loss_weight = float(dice_loss_weight)
         if mask_loss not in ("focal", "bce"):

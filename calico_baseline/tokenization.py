@@ -98,5 +98,6 @@ def build_tiny_tokenizer(texts: Iterable[str], vocab_size: int = 600):
 def config_overrides(tokenizer) -> dict:
     """Config fields that must agree with the tokenizer (vocab size, [SEG] and special ids)."""
     return {"seg_token_id": tokenizer.convert_tokens_to_ids("[SEG]"),
+            "phrase_token_ids": tokenizer.convert_tokens_to_ids(["<p>", "</p>"]),
             "text_config": {"vocab_size": len(tokenizer), "bos_token_id": tokenizer.bos_token_id,
                             "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}}

@@ -163,6 +163,9 @@ def validator_for(config: dict, processor, say=print) -> Validator | None:
     from calico_baseline.data import read_rows
 
     d = config["data"]
+    if int(d.get("val_samples") or 0) <= 0:
+        say("no validation: data.val_samples is 0")
+        return None
     rows = read_rows(d["path"], d["val_split"]) if d.get("val_split") else []
     if not rows:
         say(f"no validation: {d['path']} has no {d.get('val_split')!r} split")

@@ -133,5 +133,6 @@ def test_look_mix_puts_look_samples_among_the_tasks(dataset):
     assert all(item["gt_masks"] == [] for item in items[8:])  # look samples: no [SEG], no masks
     question = tokenizer.decode([i for i in items[8]["input_ids"] if i >= 0])
     assert LOOK_QUESTION in question
-    plain, none = training_datasets(load_config(tiny, [f"data.path={dataset}", "train.look_steps=0"]), rows, processor)
+    plain, none = training_datasets(load_config(tiny, [f"data.path={dataset}", "train.look_steps=0", "data.look_mix=0"]),
+                                    rows, processor)
     assert len(plain) == 8 and none is None

@@ -162,3 +162,24 @@ def test_seg_assignments():
     text = "The images show <p> a dog </p> [SEG] (IMAGE1) [SEG] (IMAGE2). Parts: <p> the tail </p> [SEG] (IMAGE5) [SEG]"
     assert seg_assignments(text, 2) == [("dog", 0), ("dog", 1), ("tail", 0), ("tail", 0)]
     assert seg_assignments("[SEG] (IMAGE2)", 2) == [("", 1)]
+
+
+def test_phrase_token_weight_weights_the_names_between_the_markers():
+    import torch.nn.functional as F
+
+    from calico_baseline.modeling import phrase_tokens, weighted_text_loss
+
+    open_id, close_id = 5, 6
+    labels = torch.tensor([[-100, 1, open_id, 7, 8, close_id, 9, open_id, 3, close_id, -100]])
+    assert phrase_tokens(labels, open_id, close_id).tolist() == [
+        [False, False, False, True, True, False, False, False, True, False, False]]
+    logits = torch.randn(1, labels.shape[1], 12)
+    plain = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
+    same = CalicoConfig(phrase_token_weight=1.0, phrase_token_ids=[open_id, close_id])
+    assert torch.allclose(weighted_text_loss(logits, labels, same), plain)
+    heavy = CalicoConfig(phrase_token_weight=3.0, phrase_token_ids=[open_id, close_id])
+    per_token = F.cross_entropy(logits[0, :-1], labels[0, 1:], ignore_index=-100, reduction="none")
+    weights = torch.tensor([1, 1, 3, 3, 1, 1, 1, 3, 1, 0.0])  # targets are labels shifted by one
+    assert torch.allclose(weighted_text_loss(logits, labels, heavy), (per_token * weights).sum() / weights.sum())
+    with pytest.raises(ValueError, match="phrase_token_ids"):
+        CalicoConfig(phrase_token_weight=2.0)

@@ -185,3 +185,12 @@ def test_tiny_config_masks_improve_on_held_out_images(demo_dataset, tmp_path):
 # 120 steps were too few (0.121 -> 0.131); on the small build the rise comes between steps 120 and 180
 # (docs/model.md)
 HELD_OUT_STEPS = 240
+
+
+def test_zero_val_samples_means_no_validation_pass_not_a_line_of_zeros():
+    from calico_baseline.validation import validator_for
+
+    said = []
+    config = {"data": {"path": "never-read", "val_split": "val", "val_samples": 0}, "train": {"seed": 0}}
+    assert validator_for(config, processor=None, say=said.append) is None
+    assert said == ["no validation: data.val_samples is 0"]
