@@ -90,7 +90,7 @@ def look_args(dataset, out, *extra):
             "--set", f"data.path={dataset}", "--set", f"train.output_dir={out}", "--set", "data.limit=16",
             "--set", f"train.look_steps={LOOK_STEPS}", "--set", "train.max_steps=2", "--set", "train.log_every=6",
             "--set", "train.save_every=1000", "--set", "train.warmup_steps=2", "--set", "train.progress=false",
-            "--set", "train.tensorboard=false", "--set", "train.val_every=0", *extra]
+            "--set", "train.tensorboard=false", "--set", "train.val_every=0", "--set", "train.threads=1", *extra]
 
 
 def test_a_run_with_the_look_stage_learns_it_then_trains_the_task_and_resumes_exactly(dataset, tmp_path):
@@ -133,6 +133,6 @@ def test_look_mix_puts_look_samples_among_the_tasks(dataset):
     assert all(item["gt_masks"] == [] for item in items[8:])  # look samples: no [SEG], no masks
     question = tokenizer.decode([i for i in items[8]["input_ids"] if i >= 0])
     assert LOOK_QUESTION in question
-    plain, none = training_datasets(load_config(tiny, [f"data.path={dataset}", "train.look_steps=0", "data.look_mix=0"]),
-                                    rows, processor)
+    without_mix = load_config(tiny, [f"data.path={dataset}", "train.look_steps=0", "data.look_mix=0"])
+    plain, none = training_datasets(without_mix, rows, processor)
     assert len(plain) == 8 and none is None

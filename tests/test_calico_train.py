@@ -68,6 +68,7 @@ def train_args(dataset, out, *extra):
             "--set", "train.warmup_steps=2", "--set", "train.progress=false", "--set", "train.tensorboard=false",
             "--set", "data.val_samples=4", "--set", "data.train_eval_samples=4", "--set", "train.val_every=2",
             "--set", "train.look_steps=0",  # the loop itself; the look stage has tests/test_calico_look.py
+            "--set", "train.threads=1",  # tests run beside each other: one thread each
             *extra]
 
 
