@@ -312,8 +312,11 @@ class CalicoForCausalLM(PreTrainedModel):
         if labels is None:
             return CalicoOutput(logits=logits, hidden_states=hidden)
         c = self.config
-        ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
-        text_loss = ce if c.phrase_token_weight == 1.0 else weighted_text_loss(logits, labels, c)
+        if c.phrase_token_weight == 1.0:
+            ce = text_loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
+                                             ignore_index=-100)
+        else:
+            text_loss, ce = weighted_text_loss(logits, labels, c)
         # the state *predicting* [SEG] (GLaMM/LISA shift): position p where token p+1 is a target [SEG]
         is_seg = torch.zeros_like(labels, dtype=torch.bool)
         is_seg[:, :-1] = labels[:, 1:] == c.seg_token_id
@@ -434,14 +437,17 @@ def phrase_tokens(targets: torch.Tensor, open_id: int, close_id: int) -> torch.T
     return (opened > closed) & (targets != open_id)
 
 
-def weighted_text_loss(logits: torch.Tensor, labels: torch.Tensor, config: CalicoConfig) -> torch.Tensor:
-    """The text loss with the name tokens weighted ``config.phrase_token_weight`` times the others (a weighted mean)."""
+def weighted_text_loss(logits: torch.Tensor, labels: torch.Tensor,
+                       config: CalicoConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the text loss with the name tokens weighted ``config.phrase_token_weight`` times the others, the plain mean
+    that is logged as ``ce_loss``), both from one per-token cross-entropy."""
     targets = labels[:, 1:]
     token_ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), ignore_index=-100,
                                reduction="none").view_as(targets)
-    names = phrase_tokens(targets, *config.phrase_token_ids).float()
-    weights = (targets != -100).float() * (1 + (config.phrase_token_weight - 1) * names)
-    return (token_ce * weights).sum() / weights.sum().clamp(min=1)
+    supervised = (targets != -100).float()
+    weights = supervised * (1 + (config.phrase_token_weight - 1) * phrase_tokens(targets, *config.phrase_token_ids))
+    plain = (token_ce * supervised).sum() / supervised.sum().clamp(min=1)
+    return (token_ce * weights).sum() / weights.sum().clamp(min=1), plain
 
 
 def resolve_dtype(dtype, torch_dtype=None) -> torch.dtype | None:

@@ -176,10 +176,12 @@ def test_phrase_token_weight_weights_the_names_between_the_markers():
     logits = torch.randn(1, labels.shape[1], 12)
     plain = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
     same = CalicoConfig(phrase_token_weight=1.0, phrase_token_ids=[open_id, close_id])
-    assert torch.allclose(weighted_text_loss(logits, labels, same), plain)
+    assert all(torch.allclose(loss, plain) for loss in weighted_text_loss(logits, labels, same))
     heavy = CalicoConfig(phrase_token_weight=3.0, phrase_token_ids=[open_id, close_id])
     per_token = F.cross_entropy(logits[0, :-1], labels[0, 1:], ignore_index=-100, reduction="none")
     weights = torch.tensor([1, 1, 3, 3, 1, 1, 1, 3, 1, 0.0])  # targets are labels shifted by one
-    assert torch.allclose(weighted_text_loss(logits, labels, heavy), (per_token * weights).sum() / weights.sum())
+    weighted, logged = weighted_text_loss(logits, labels, heavy)
+    assert torch.allclose(weighted, (per_token * weights).sum() / weights.sum())
+    assert torch.allclose(logged, plain)  # ce_loss stays the plain mean, whatever the weight
     with pytest.raises(ValueError, match="phrase_token_ids"):
         CalicoConfig(phrase_token_weight=2.0)
