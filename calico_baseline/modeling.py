@@ -30,7 +30,7 @@ from calico_baseline.cam import CamContext, CorrespondenceAdaptation, install_ca
 from calico_baseline.cem import CorrespondenceExtraction
 from calico_baseline.config import CalicoConfig
 from calico_baseline.losses import mask_losses
-from calico_baseline.sam import build_sam, crop_low_res, decode_low_res_masks, upscale_masks
+from calico_baseline.sam import build_sam, crop_low_res, decode_prompts, upscale_masks
 from calico_baseline.vision import VisualTokenizer
 
 
@@ -255,37 +255,49 @@ class CalicoForCausalLM(PreTrainedModel):
             return torch.cat([encoder(p[None]) for p in pixels])
 
     def masks_for(self, seg_states: list[torch.Tensor], seg_images: list[list[int]], image_sample: torch.Tensor,
-                  sam_pixels, sam_input_sizes, original_sizes, low_res: list | None = None) -> list[list[torch.Tensor]]:
+                  sam_pixels, sam_input_sizes, original_sizes, low_res: list | None = None,
+                  full_size: bool = True) -> list[list[torch.Tensor]]:
         """Per sample: the [SEG] states (n_b×d) and their 0-based image indices → list of H×W mask logits.
 
+        Every prompt of the batch is decoded in one mask-decoder pass (:func:`~calico_baseline.sam.decode_prompts`).
         With a ``low_res`` list, also fills it per sample with the decoder's own logits cropped to the image
-        (h×w), with their graph; the H×W masks are then computed from them without one (scoring only)."""
+        (h×w), with their graph; the H×W masks are then computed from them without one (scoring only), or not at
+        all with ``full_size=False`` (a training step, which reads only the low-res logits: entries ``None``)."""
         image_embeddings = self.sam_embeddings(sam_pixels)
         first_image = {}
         for n, b in enumerate(image_sample.tolist()):
             first_image.setdefault(b, n)
-        results = []
-        for b, (states, images) in enumerate(zip(seg_states, seg_images)):
-            masks: list = [None] * len(images)
-            small: list = [None] * len(images)
-            if len(images):
-                prompts = self.seg_embeddings(states)
-                for k in sorted(set(images)):
-                    which = [i for i, image in enumerate(images) if image == k]
-                    n = first_image[b] + k
-                    input_size = tuple(int(v) for v in sam_input_sizes[n])
-                    logits = decode_low_res_masks(self.grounding_encoder, image_embeddings[n : n + 1], prompts[which])
-                    if low_res is not None:
-                        for i, mask in zip(which, crop_low_res(self.grounding_encoder, logits, input_size)):
-                            small[i] = mask
-                        logits = logits.detach()
-                    decoded = upscale_masks(self.grounding_encoder, logits, input_size,
-                                            tuple(int(v) for v in original_sizes[n]))
-                    for i, mask in zip(which, decoded):
-                        masks[i] = mask
-            results.append(masks)
-            if low_res is not None:
-                low_res.append(small)
+        prompt_image = [first_image[b] + k for b, images in enumerate(seg_images) for k in images]
+        results = [[None] * len(images) for images in seg_images]
+        small = [[None] * len(images) for images in seg_images]
+        if prompt_image:
+            states = torch.cat([s[: len(images)] for s, images in zip(seg_states, seg_images)])
+            which = torch.tensor(prompt_image, device=image_embeddings.device)
+            logits = decode_prompts(self.grounding_encoder, image_embeddings[which], self.seg_embeddings(states))
+            # the prompts of one image of one sample share its sizes: cropped and upscaled together.
+            # groups[(sample, image)]: (the prompts' rows in logits, their slots in the sample's list)
+            groups: dict[tuple[int, int], tuple[list[int], list[int]]] = {}
+            for row, (b, i, k) in enumerate((b, i, k) for b, images in enumerate(seg_images)
+                                            for i, k in enumerate(images)):
+                rows, slots = groups.setdefault((b, k), ([], []))
+                rows.append(row)
+                slots.append(i)
+            for (b, k), (rows, slots) in groups.items():
+                n = first_image[b] + k
+                input_size = tuple(int(v) for v in sam_input_sizes[n])
+                group = logits[rows]
+                if low_res is not None:
+                    for i, mask in zip(slots, crop_low_res(self.grounding_encoder, group, input_size)):
+                        small[b][i] = mask
+                    group = group.detach()
+                    if not full_size:
+                        continue
+                decoded = upscale_masks(self.grounding_encoder, group, input_size,
+                                        tuple(int(v) for v in original_sizes[n]))
+                for i, mask in zip(slots, decoded):
+                    results[b][i] = mask
+        if low_res is not None:
+            low_res.extend(small)
         return results
 
     def prefill_inputs(self, batch: dict):
@@ -303,7 +315,10 @@ class CalicoForCausalLM(PreTrainedModel):
     # ---------------------------------------------------------------- training forward
     def forward(self, input_ids, attention_mask, clip_pixels, image_sample, instruction_positions, labels=None,
                 dino_pixels=None, sam_pixels=None, sam_input_sizes=None, original_sizes=None, seg_images=None,
-                gt_masks=None, **_) -> CalicoOutput:
+                gt_masks=None, full_size_masks: bool = True, **_) -> CalicoOutput:
+        """Teacher-forced forward; with ``labels``, the losses. ``full_size_masks=False`` (the training loop's)
+        leaves ``pred_masks`` entries ``None`` when the mask loss is scored at low resolution, which then needs no
+        full-size masks."""
         batch = dict(input_ids=input_ids, clip_pixels=clip_pixels, dino_pixels=dino_pixels, image_sample=image_sample,
                      instruction_positions=instruction_positions)
         embeds, context = self.prefill_inputs(batch)
@@ -328,7 +343,7 @@ class CalicoForCausalLM(PreTrainedModel):
         if sam_pixels is not None and any(len(s) for s in seg_images):
             low_res = [] if c.mask_loss_resolution == "low" else None
             pred_masks = self.masks_for(seg_states, seg_images, image_sample, sam_pixels, sam_input_sizes,
-                                        original_sizes, low_res)
+                                        original_sizes, low_res, full_size=full_size_masks)
             preds = [m for masks in (low_res if low_res is not None else pred_masks) for m in masks]
             targets = [g for b, masks in enumerate(pred_masks) for g in list(gt_masks[b])[: len(masks)]]
             if low_res is not None:

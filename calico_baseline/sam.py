@@ -61,7 +61,7 @@ def build_sam(sam_config: dict) -> nn.Module:
 
 
 def decode_low_res_masks(sam: nn.Module, image_embedding: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
-    """The mask decoder's own n×1×4g×4g logits over SAM's padded square, for ``n`` [SEG] prompts.
+    """The mask decoder's own n×1×4g×4g logits over SAM's padded square, for ``n`` [SEG] prompts of one image.
 
     image_embedding: 1×C×g×g (SAM encoder output); prompts: n×C (projected [SEG] states).
     As GLaMM: sparse prompt = the [SEG] embedding as one token, dense prompt = ``no_mask_embed``.
@@ -75,6 +75,36 @@ def decode_low_res_masks(sam: nn.Module, image_embedding: torch.Tensor, prompts:
                                   sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
                                   multimask_output=False)
     return low_res
+
+
+def decode_prompts(sam: nn.Module, image_embeddings: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+    """:func:`decode_low_res_masks` of ``n`` prompts over several images in one decoder pass: n×1×4g×4g.
+
+    image_embeddings: n×C×g×g, the embedding of each prompt's own image; prompts: n×C.
+
+    ``MaskDecoder.predict_masks`` repeats its one image embedding for every prompt before its transformer, so it
+    takes the prompts of one image per call; a training step of calico-tiny made ~6 such calls (one per image),
+    each mostly module overhead at an 8×8 grid. Here the same steps of ``predict_masks`` (segment-anything 1.0,
+    ``modeling/mask_decoder.py``) and ``forward``'s single-mask slice run on the per-prompt embeddings, with the
+    decoder's own submodules and weights; ``tests/test_calico_mask_resolution.py`` checks the result against
+    ``sam.mask_decoder`` called image by image.
+    """
+    decoder, encoder = sam.mask_decoder, sam.prompt_encoder
+    n = prompts.shape[0]
+    output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+    tokens = torch.cat((output_tokens[None].expand(n, -1, -1), prompts[:, None, :].to(image_embeddings.dtype)),
+                       dim=1)  # n×(1+M+1)×C: IoU token, M mask tokens, the [SEG] prompt (sparse)
+    src = image_embeddings + encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)  # the dense prompt: no mask
+    pos_src = encoder.get_dense_pe().expand(n, -1, -1, -1)
+    b, c, h, w = src.shape
+    hs, src = decoder.transformer(src, pos_src, tokens)
+    mask_token = hs[:, 1, :]  # the first mask token: multimask_output=False keeps mask 0 only
+    upscaled = decoder.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+    # only mask 0's hypernetwork: upstream runs all M and then drops masks 1..M-1, so theirs get zero gradients;
+    # here they get none. No output changes (they never reach one), and with weight decay 0 no update either
+    hyper_in = decoder.output_hypernetworks_mlps[0](mask_token)  # n×C/8
+    b, c, h, w = upscaled.shape
+    return (hyper_in[:, None, :] @ upscaled.reshape(b, c, h * w)).reshape(b, 1, h, w)
 
 
 def crop_low_res(sam: nn.Module, low_res: torch.Tensor, input_size: tuple[int, int]) -> torch.Tensor:

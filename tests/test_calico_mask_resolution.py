@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from calico_baseline.config import CalicoConfig
 from calico_baseline.losses import mask_losses
-from calico_baseline.sam import crop_low_res
+from calico_baseline import modeling
+from calico_baseline.sam import crop_low_res, decode_low_res_masks, decode_prompts
 from calico_baseline.testing import synthetic_sample, tiny_setup
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
@@ -34,15 +35,21 @@ def test_crop_keeps_the_resized_image_region_of_the_padded_square():
     assert crop_low_res(sam, low, (47, 64)).shape == (1, 24, 32)
 
 
-def test_low_resolution_loss_scores_the_decoder_logits_against_area_downsampled_masks():
+def test_low_resolution_loss_scores_the_decoder_logits_against_area_downsampled_masks(monkeypatch):
     full_model, _, processor = tiny_setup(mask_loss_resolution="full")
     low_model, _, _ = tiny_setup(mask_loss_resolution="low")  # same seed: the same weights
     batch = batch_of(processor)
     decoder_outputs = []
-    hook = low_model.grounding_encoder.mask_decoder.register_forward_hook(
-        lambda module, args, output: decoder_outputs.append(output[0]))
+
+    def recorded(*args):
+        logits = decode_prompts(*args)
+        decoder_outputs.extend(logits[:, None])  # one 1×1×L×L entry per prompt, in batch order
+        return logits
+
+    monkeypatch.setattr(modeling, "decode_prompts", recorded)
     full, low = full_model(**batch), low_model(**batch)
-    hook.remove()
+    assert len(decoder_outputs) == 8  # 2 samples × 2 images × one [SEG] each, once per model
+    decoder_outputs = decoder_outputs[4:]
 
     # the text side and the returned full-size masks (what validation scores) do not change
     assert torch.equal(full.ce_loss, low.ce_loss)
@@ -51,7 +58,7 @@ def test_low_resolution_loss_scores_the_decoder_logits_against_area_downsampled_
             assert a.shape == b.shape and torch.allclose(a, b)
 
     # recompute the low-resolution terms by hand: decoder logits cropped to the image, ground truth averaged
-    # over each low-res pixel's footprint (each sample: one [SEG] per image, decoded one image at a time)
+    # over each low-res pixel's footprint (each sample: one [SEG] per image)
     preds, targets = [], []
     for n, logits in enumerate(decoder_outputs):
         b, k = divmod(n, 2)
@@ -75,3 +82,39 @@ def test_low_resolution_loss_trains_the_mask_decoder():
     out.loss.backward()
     grads = [p.grad for n, p in model.trainable_parameters().items() if "mask_decoder" in n]
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_one_decoder_pass_over_all_prompts_equals_segment_anythings_decoder_image_by_image():
+    """decode_prompts re-runs the steps of segment-anything's MaskDecoder.predict_masks on per-prompt image
+    embeddings; the reference is the upstream module itself (``sam.mask_decoder(...)``, built by segment-anything's
+    own classes), called once per image as GLaMM does."""
+    torch.manual_seed(0)
+    sam = tiny_setup(sam_config={"image_size": 64, "patch_size": 8})[0].grounding_encoder
+    for p in sam.parameters():  # away from the zero-initialised values, so every weight shows in the output
+        torch.nn.init.normal_(p, std=0.2)
+    embeddings = torch.randn(3, sam.prompt_encoder.embed_dim, 8, 8)
+    prompt_image = [0, 2, 0, 1, 2, 2]  # prompts of three images, interleaved
+    prompts = torch.randn(len(prompt_image), sam.prompt_encoder.embed_dim)
+    batched = decode_prompts(sam, embeddings[prompt_image], prompts)
+    assert batched.shape == (6, 1, 32, 32)
+    for image in range(3):
+        rows = [i for i, k in enumerate(prompt_image) if k == image]
+        upstream = decode_low_res_masks(sam, embeddings[image : image + 1], prompts[rows])
+        assert torch.allclose(batched[rows], upstream, atol=1e-5, rtol=1e-4)
+    # and the gradient reaches the decoder's weights and the prompts as through the upstream call
+    prompts.requires_grad_(True)
+    decode_prompts(sam, embeddings[prompt_image], prompts).square().sum().backward()
+    ours = prompts.grad.clone()
+    prompts.grad = None
+    sum(decode_low_res_masks(sam, embeddings[k : k + 1], prompts[i : i + 1]).square().sum()
+        for i, k in enumerate(prompt_image)).backward()
+    assert torch.allclose(ours, prompts.grad, atol=1e-4, rtol=1e-3)
+
+
+def test_training_forward_skips_the_full_size_masks_only_when_asked():
+    model, _, processor = tiny_setup(mask_loss_resolution="low")
+    batch = batch_of(processor)
+    kept, skipped = model(**batch), model(**batch, full_size_masks=False)
+    assert torch.equal(kept.loss, skipped.loss)
+    assert all(m is not None for masks in kept.pred_masks for m in masks)
+    assert all(m is None for masks in skipped.pred_masks for m in masks) and sum(map(len, skipped.pred_masks)) == 4

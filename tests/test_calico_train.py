@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -207,8 +208,10 @@ def test_bf16_autocast_and_gradient_checkpointing_switches():
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
-    # everything trainable gets a gradient but SAM's IoU head, which no loss term uses (as in GLaMM / LISA)
-    trainable = {n for n in model.trainable_parameters() if ".iou_prediction_head." not in n}
+    # everything trainable gets a gradient but SAM's IoU head, which no loss term uses (as in GLaMM / LISA), and the
+    # hypernetworks of the three masks that multimask_output=False drops, which sam.decode_prompts does not run
+    trainable = {n for n in model.trainable_parameters() if ".iou_prediction_head." not in n
+                 and not re.search(r"\.output_hypernetworks_mlps\.[1-9]\.", n)}
     plain_out, plain = _grads(model, batch, autocast=False)
     assert set(plain) == trainable
     calls = []
@@ -282,6 +285,10 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'missing.yaml'}: config file not found"
     assert train.main(["--set", "nosection.key=1"]) == 2
     assert "section.key=value" in capsys.readouterr().err
+    # refused before any data is read (data.path does not exist either)
+    assert train.main(["--set", "data.path=nodata", "--set", "train.adamw_kernel=apex"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: train.adamw_kernel: 'apex' is not one of "
+                                               "['default', 'foreach', 'fused']")
     assert predict.main(["--checkpoint", str(tmp_path), "--data", str(tmp_path / "nodata"), "--out",
                          str(tmp_path / "p.json")]) == 2
     err = capsys.readouterr().err.strip()
