@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from mixedparts.metrics import matching
+from mixedparts.metrics import batched, matching
 
 IOU_THRESHOLD = 0.5
 MAX_DETECTIONS = 100  # COCO's maxDets[-1]: further masks of a unit are silently dropped, as in GLaMM
@@ -98,8 +98,8 @@ def evaluate_units(gt_masks: list[list[dict]], predicted_masks: list[list[dict]]
     iou_of = mask_utils.iou
     kept_per_unit: list[int] = []
     ranked_scores: list[float] = []
-    matched: list[bool] = []
     ious = []
+    matrices = []  # per unit with detections: its IoU matrix, 0 columns without GT
     for truth, predicted, unit_scores in zip(gt_masks, predicted_masks, scores):
         if not predicted:
             kept_per_unit.append(0)
@@ -116,14 +116,18 @@ def evaluate_units(gt_masks: list[list[dict]], predicted_masks: list[list[dict]]
         kept_per_unit.append(len(kept))
         if truth:
             iou = iou_of(kept, truth, [0] * len(truth))
-            matched.extend(_matched_flags(iou))
+            matrices.append(iou)
         else:
             iou = []
-            matched.extend([False] * len(kept))
+            matrices.append(np.zeros((len(kept), 0)))
         ious.append(iou)
+    entries = batched.Entries.of(matrices)
+    if np.isnan(entries.value).any():  # never from pycocotools; the unit-by-unit loop defines NaN's handling
+        matched = np.array([flag for iou in matrices for flag in _matched_flags(iou)], dtype=bool)
+    else:
+        matched = batched.coco_matched(entries, IOU_THRESHOLD)
     return Detections(np.repeat(np.arange(len(kept_per_unit), dtype=np.int64), kept_per_unit),
-                      np.array(ranked_scores, dtype=float),
-                      np.array(matched, dtype=bool)), ious
+                      np.array(ranked_scores, dtype=float), matched), ious
 
 
 def accumulate_ap50(detections: Detections, gt_count: int) -> float:

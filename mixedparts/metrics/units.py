@@ -17,7 +17,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from mixedparts.forking import available_cores, can_fork, chunk_bounds, fork_map
-from mixedparts.metrics import ap50
+from mixedparts.metrics import ap50, batched
 from mixedparts.metrics.matching import text_pairs
 from mixedparts.metrics.miou import unit_miou
 from mixedparts.metrics.options import EvalOptions
@@ -157,7 +157,128 @@ class ChunkScores:
 
 
 def score_chunk(job: tuple, bounds: tuple[int, int]) -> ChunkScores:
-    """``job``: (units, options, SS embeddings, recall embeddings)."""
+    """``job``: (units, options, SS embeddings, recall embeddings).
+
+    The pairings of all units of the chunk are made at once (:mod:`mixedparts.metrics.batched`); what
+    :func:`score_chunk_by_unit` does one unit at a time, with the same results.
+    """
+    start, stop = bounds
+    units, options, ss_embeddings, recall_embeddings = job
+    detections, ranked_ious = ap50.evaluate_units(units.gt_masks[start:stop], units.predicted_masks[start:stop],
+                                                  units.scores[start:stop])
+    # AP's IoU matrices list detections by descending score, truncated to 100; with equal scores and
+    # at most 100 masks that is the file order mIoU and Recall need.
+    reuse = options.ap_scores == "constant"
+    both, matrices = [], []  # the units with masks on both sides (no pair, no match otherwise), their IoUs
+    for offset, u in enumerate(range(start, stop)):
+        predicted, truth = units.predicted_masks[u], units.gt_masks[u]
+        if not predicted or not truth:
+            continue
+        both.append(u)
+        if reuse and len(predicted) <= ap50.MAX_DETECTIONS:
+            matrices.append(ranked_ious[offset])
+        else:
+            matrices.append(mask_utils.iou(predicted, truth, [0] * len(truth)))
+    entries = batched.Entries.of(matrices)
+    if np.isnan(entries.value).any():
+        return score_chunk_by_unit(job, bounds)
+    both = np.array(both, dtype=np.int64)
+    gt_ids, predicted_ids = _flat_ids(units.gt_labels, both), _flat_ids(units.predicted_labels, both)
+    pair_unit = both[entries.unit]  # per entry
+
+    def pairs_of(taken: np.ndarray) -> Pairs:
+        return Pairs(pair_unit[taken].tolist(), predicted_ids[entries.row_slot[taken]].tolist(),
+                     gt_ids[entries.column_slot[taken]].tolist())
+
+    miou_scores = np.zeros(stop - start)
+    if options.miou == "hungarian":
+        miou_pairs = Pairs()
+        for local, u in enumerate(both.tolist()):
+            iou = np.asarray(matrices[local], dtype=float)
+            miou_scores[u - start], pairs = unit_miou(iou, options.miou)
+            for p, g, _ in pairs:
+                miou_pairs.add(u, units.predicted_labels[u][p], units.gt_labels[u][g])
+    else:
+        taken, _ = batched.greedy(entries, 0.0, strict=True)
+        miou_pairs = pairs_of(taken)
+        # Each unit's total adds its pairs' IoUs in the order taken, as unit_miou's sum() does.
+        values = entries.value[taken].tolist()
+        ends = np.cumsum(np.bincount(entries.unit[taken], minlength=entries.units)).tolist()
+        totals = [sum(values[a:b]) for a, b in zip([0] + ends[:-1], ends)]
+        divisors = entries.columns.tolist() if options.miou == "per-gt" else np.diff([0] + ends).tolist()
+        miou_scores[both - start] = [total / d if d else 0.0 for total, d in zip(totals, divisors)]
+        # (a unit without pairs has total 0 and, for glamm, divisor 0: it scores 0, as unit_miou)
+
+    gate = None
+    if options.recall_text_gate == "on":
+        if units.gt_recall_labels is not None:
+            gate_gt, gate_predicted = (_flat_ids(units.gt_recall_labels, both),
+                                       _flat_ids(units.predicted_recall_labels, both))
+        else:
+            gate_gt, gate_predicted = gt_ids, predicted_ids
+        gate = _TextGate(entries, both, units, recall_embeddings, gate_gt, gate_predicted,
+                         options.recall_text_threshold)
+    taken, _ = batched.greedy(entries, options.recall_iou_threshold, strict=False, transposed=True,
+                              gate=gate, stop_at_first_failure=options.recall_matching == "stop")
+    matched = np.zeros(stop - start, dtype=np.int64)
+    matched[both - start] = np.bincount(entries.unit[taken], minlength=entries.units)
+    recall_pairs = pairs_of(taken) if options.label_pairs == "recall" else Pairs()
+    label_pairs = Pairs()
+    if options.label_pairs == "text":
+        for u in both.tolist():
+            predicted_labels, gt_labels = units.predicted_labels[u], units.gt_labels[u]
+            ss = ss_embeddings[predicted_labels] @ ss_embeddings[gt_labels].T
+            ss[predicted_labels[:, None] == gt_labels[None, :]] = 1.0
+            for p, g in text_pairs(ss):
+                label_pairs.add(u, predicted_labels[p], gt_labels[g])
+    return ChunkScores(start, miou_scores, matched, miou_pairs, recall_pairs, label_pairs, detections)
+
+
+def _flat_ids(per_unit: list[np.ndarray], which: np.ndarray) -> np.ndarray:
+    """The label ids of the units ``which``, one unit after the other."""
+    return np.concatenate([per_unit[u] for u in which.tolist()] + [np.zeros(0, dtype=np.int64)])
+
+
+class _TextGate:
+    """Which entries pass the Recall text gate: label similarity not below the threshold, as
+    :func:`text_similarity`'s float32 matrix of the unit says.
+
+    The similarity is estimated in float64 for all entries asked at once; a float32 dot product of
+    ``d`` terms is within ``d`` float32 epsilons of it (times the sum of the terms' magnitudes), so
+    only entries that close to the threshold need the unit's own matrix, which is then computed as
+    :func:`score_chunk_by_unit` computes it.
+    """
+
+    def __init__(self, entries, both, units, embeddings, gt_ids, predicted_ids, threshold: float):
+        self.entries, self.both, self.units, self.embeddings = entries, both, units, embeddings
+        self.gt_ids, self.predicted_ids = gt_ids, predicted_ids
+        self.threshold = embeddings.dtype.type(threshold)  # numpy compares in the matrix's dtype
+        self.tolerance = embeddings.shape[1] * 2.0 ** -20  # 16 float32 epsilons per term
+
+    def __call__(self, index: np.ndarray) -> np.ndarray:
+        gt = self.gt_ids[self.entries.column_slot[index]]
+        predicted = self.predicted_ids[self.entries.row_slot[index]]
+        a = self.embeddings[gt].astype(np.float64)
+        b = self.embeddings[predicted].astype(np.float64)
+        estimate = np.einsum("ij,ij->i", a, b)
+        magnitude = np.einsum("ij,ij->i", np.abs(a), np.abs(b))
+        fails = estimate < self.threshold
+        unsure = ~(np.abs(estimate - self.threshold) > self.tolerance * magnitude)  # NaN included
+        for k in np.flatnonzero(unsure & (gt != predicted)).tolist():
+            e = int(index[k])
+            u = int(self.both[self.entries.unit[e]])
+            gate_gt = self.units.gt_recall_labels if self.units.gt_recall_labels is not None else self.units.gt_labels
+            gate_predicted = (self.units.predicted_recall_labels if self.units.predicted_recall_labels is not None
+                              else self.units.predicted_labels)
+            similarity = text_similarity(self.embeddings, gate_gt[u], gate_predicted[u])
+            fails[k] = similarity[self.entries.column[e], self.entries.row[e]] < self.threshold
+        fails[gt == predicted] = False  # identical labels: similarity exactly 1
+        return ~fails
+
+
+def score_chunk_by_unit(job: tuple, bounds: tuple[int, int]) -> ChunkScores:
+    """:func:`score_chunk` one unit at a time: the definition the batched pairing follows (tests compare
+    the two), and the path for IoU matrices holding NaN, which pycocotools never gives."""
     start, stop = bounds
     units, options, ss_embeddings, recall_embeddings = job
     detections, ranked_ious = ap50.evaluate_units(units.gt_masks[start:stop], units.predicted_masks[start:stop],
