@@ -74,7 +74,10 @@ FINE, COVERAGE, NEGATIVE_RUN, TOO_LONG_VALUE, TRUNCATED, BAD_CHARACTER = range(6
 highest is reported, as the character-by-character decoder would meet them."""
 
 _MAX_CHUNKS = 7  # 35-bit values keep every int64 sum exact; pycocotools never writes longer ones
-_BATCH_CHARACTERS = 1_000_000  # bounds the int64 arrays (several per character) and their sums
+_BATCH_CHARACTERS = 250_000
+"""Characters parsed at once: bounds the int64 arrays (several per character) and their sums. Smaller
+batches reuse the same few megabytes instead of faulting in fresh pages for arrays of a million values
+(measured: 10-30% less time for the masks of a predictions file)."""
 
 
 class RunLengths(NamedTuple):
