@@ -243,17 +243,18 @@ class _TextGate:
     """Which entries pass the Recall text gate: label similarity not below the threshold, as
     :func:`text_similarity`'s float32 matrix of the unit says.
 
-    The similarity is estimated in float64 for all entries asked at once; a float32 dot product of
-    ``d`` terms is within ``d`` float32 epsilons of it (times the sum of the terms' magnitudes), so
-    only entries that close to the threshold need the unit's own matrix, which is then computed as
-    :func:`score_chunk_by_unit` computes it.
+    The similarity is estimated in float64 for all entries asked at once (exact products, so exact
+    but for the sum's last bits). A float32 dot product of ``d`` terms, summed in any order, is within
+    ``d`` float32 rounding units (2**-24) of it, times the sum of the terms' magnitudes; only entries
+    that close to the threshold need the unit's own matrix, computed as :func:`score_chunk_by_unit`
+    computes it.
     """
 
     def __init__(self, entries, both, units, embeddings, gt_ids, predicted_ids, threshold: float):
         self.entries, self.both, self.units, self.embeddings = entries, both, units, embeddings
         self.gt_ids, self.predicted_ids = gt_ids, predicted_ids
         self.threshold = embeddings.dtype.type(threshold)  # numpy compares in the matrix's dtype
-        self.tolerance = embeddings.shape[1] * 2.0 ** -20  # 16 float32 epsilons per term
+        self.tolerance = embeddings.shape[1] * 2.0 ** -20  # 16 times that bound
 
     def __call__(self, index: np.ndarray) -> np.ndarray:
         gt = self.gt_ids[self.entries.column_slot[index]]
