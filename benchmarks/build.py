@@ -32,6 +32,8 @@ from mixedparts.build.shards import write_table
 from mixedparts.sources import open_readers
 from mixedparts.synth import source_paths, synthesize
 
+from measure import cpu_seconds  # benchmarks/measure.py
+
 CHUNK_ROWS = 50_000  # the floor's instance lists are gathered per chunk, so they never all sit in memory
 
 
@@ -39,13 +41,6 @@ def peak_rss_gb() -> float:
     self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(self_kb, children_kb) / 1024**2
-
-
-def cpu_seconds() -> float:
-    """CPU time of this process and its reaped children (the writer pool): unlike wall time, it barely
-    moves when other jobs share the cores, so the CPU ratio is the one to compare across runs."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def union_floor(pools: dict, plans: dict) -> tuple[float, float, int]:

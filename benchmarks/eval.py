@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -33,6 +32,8 @@ from pycocotools import mask as mask_utils
 
 from mixedparts.predictions import write_predictions
 from mixedparts.schema import SAMPLE_FEATURES, TASKS
+
+from measure import cpu_seconds  # benchmarks/measure.py
 
 SIZES = [(480, 640), (640, 480), (427, 640), (375, 500)]
 OBJECTS = ["chair", "table", "dog", "cat", "car", "bicycle", "bottle", "cup", "bench", "horse", "bird", "boat",
@@ -188,12 +189,6 @@ def iou_floor(rows: list[dict], predictions: list[dict]) -> tuple[float, int]:
     for guess, truth, crowd in pairs:
         iou(guess, truth, crowd)
     return time.perf_counter() - start, len(pairs)
-
-
-def cpu_seconds() -> float:
-    """User and system seconds of this process and of its children that have ended (the workers)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def seconds_of(command: list[str]) -> float:
