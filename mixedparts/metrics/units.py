@@ -226,12 +226,17 @@ def score_chunk(job: tuple, bounds: tuple[int, int]) -> ChunkScores:
     label_pairs = Pairs()
     if options.label_pairs == "text":
         for u in both.tolist():
-            predicted_labels, gt_labels = units.predicted_labels[u], units.gt_labels[u]
-            ss = ss_embeddings[predicted_labels] @ ss_embeddings[gt_labels].T
-            ss[predicted_labels[:, None] == gt_labels[None, :]] = 1.0
-            for p, g in text_pairs(ss):
-                label_pairs.add(u, predicted_labels[p], gt_labels[g])
+            _add_text_pairs(label_pairs, u, units.predicted_labels[u], units.gt_labels[u], ss_embeddings)
     return ChunkScores(start, miou_scores, matched, miou_pairs, recall_pairs, label_pairs, detections)
+
+
+def _add_text_pairs(label_pairs: Pairs, u: int, predicted_labels: np.ndarray, gt_labels: np.ndarray,
+                    ss_embeddings: np.ndarray) -> None:
+    """``--label-pairs text``: the unit's labels paired by text similarity alone (identical labels: exactly 1)."""
+    ss = ss_embeddings[predicted_labels] @ ss_embeddings[gt_labels].T
+    ss[predicted_labels[:, None] == gt_labels[None, :]] = 1.0
+    for p, g in text_pairs(ss):
+        label_pairs.add(u, predicted_labels[p], gt_labels[g])
 
 
 def _flat_ids(per_unit: list[np.ndarray], which: np.ndarray) -> np.ndarray:
@@ -251,8 +256,12 @@ class _TextGate:
     """
 
     def __init__(self, entries, both, units, embeddings, gt_ids, predicted_ids, threshold: float):
-        self.entries, self.both, self.units, self.embeddings = entries, both, units, embeddings
+        self.entries, self.both, self.embeddings = entries, both, embeddings
         self.gt_ids, self.predicted_ids = gt_ids, predicted_ids
+        # the per-unit labels the ids come from, for the unit matrices of the unsure entries
+        recall_labels = units.gt_recall_labels is not None
+        self.gt_labels = units.gt_recall_labels if recall_labels else units.gt_labels
+        self.predicted_labels = units.predicted_recall_labels if recall_labels else units.predicted_labels
         self.threshold = embeddings.dtype.type(threshold)  # numpy compares in the matrix's dtype
         self.tolerance = embeddings.shape[1] * 2.0 ** -20  # 16 times that bound
 
@@ -268,10 +277,7 @@ class _TextGate:
         for k in np.flatnonzero(unsure & (gt != predicted)).tolist():
             e = int(index[k])
             u = int(self.both[self.entries.unit[e]])
-            gate_gt = self.units.gt_recall_labels if self.units.gt_recall_labels is not None else self.units.gt_labels
-            gate_predicted = (self.units.predicted_recall_labels if self.units.predicted_recall_labels is not None
-                              else self.units.predicted_labels)
-            similarity = text_similarity(self.embeddings, gate_gt[u], gate_predicted[u])
+            similarity = text_similarity(self.embeddings, self.gt_labels[u], self.predicted_labels[u])
             fails[k] = similarity[self.entries.column[e], self.entries.row[e]] < self.threshold
         fails[gt == predicted] = False  # identical labels: similarity exactly 1
         return ~fails
@@ -317,10 +323,7 @@ def score_chunk_by_unit(job: tuple, bounds: tuple[int, int]) -> ChunkScores:
             for g, p in matches:
                 recall_pairs.add(u, predicted_labels[p], gt_labels[g])
         elif options.label_pairs == "text":
-            ss = ss_embeddings[predicted_labels] @ ss_embeddings[gt_labels].T
-            ss[predicted_labels[:, None] == gt_labels[None, :]] = 1.0
-            for p, g in text_pairs(ss):
-                label_pairs.add(u, predicted_labels[p], gt_labels[g])
+            _add_text_pairs(label_pairs, u, predicted_labels, gt_labels, ss_embeddings)
     return ChunkScores(start, miou_scores, matched, miou_pairs, recall_pairs, label_pairs, detections)
 
 
