@@ -114,9 +114,10 @@ def adamw_kernel(name: str | None) -> dict:
     """AdamW's implementation (``train.adamw_kernel``): the same update, other float rounding. ``default`` is torch's
     choice (one parameter at a time on CPU); ``fused`` does every parameter in one kernel, which on CPU cut
     calico-tiny's optimizer step ~4x (docs/model.md, "Round six")."""
-    if (name or "default") not in ADAMW_KERNELS:
+    kernel = ADAMW_KERNELS.get(name or "default")
+    if kernel is None:
         raise ValueError(f"train.adamw_kernel: {name!r} is not one of {sorted(ADAMW_KERNELS)}")
-    return ADAMW_KERNELS[name or "default"]
+    return kernel
 
 
 def build_model_and_tokenizer(config: dict, rows: list[dict]):
