@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+from calico_baseline import modeling
 from calico_baseline.config import CalicoConfig
 from calico_baseline.losses import mask_losses
-from calico_baseline import modeling
 from calico_baseline.sam import crop_low_res, decode_low_res_masks, decode_prompts
 from calico_baseline.testing import synthetic_sample, tiny_setup
 
@@ -101,14 +103,24 @@ def test_one_decoder_pass_over_all_prompts_equals_segment_anythings_decoder_imag
         rows = [i for i, k in enumerate(prompt_image) if k == image]
         upstream = decode_low_res_masks(sam, embeddings[image : image + 1], prompts[rows])
         assert torch.allclose(batched[rows], upstream, atol=1e-5, rtol=1e-4)
-    # and the gradient reaches the decoder's weights and the prompts as through the upstream call
+    # and the gradients reach the prompts and the decoder's weights as through the upstream call
     prompts.requires_grad_(True)
     decode_prompts(sam, embeddings[prompt_image], prompts).square().sum().backward()
-    ours = prompts.grad.clone()
+    ours = {"prompts": prompts.grad.clone(), **{n: p.grad.clone() for n, p in sam.named_parameters()
+                                                 if p.grad is not None}}
+    sam.zero_grad(set_to_none=True)
     prompts.grad = None
     sum(decode_low_res_masks(sam, embeddings[k : k + 1], prompts[i : i + 1]).square().sum()
         for i, k in enumerate(prompt_image)).backward()
-    assert torch.allclose(ours, prompts.grad, atol=1e-4, rtol=1e-3)
+    theirs = {"prompts": prompts.grad, **{n: p.grad for n, p in sam.named_parameters() if p.grad is not None}}
+    assert any(n.startswith("mask_decoder.transformer.") for n in ours)  # the decoder trains (its prompt encoder not)
+    assert "mask_decoder.output_hypernetworks_mlps.0.layers.0.weight" in ours
+    for name, grad in theirs.items():
+        if name in ours:
+            assert torch.allclose(ours[name], grad, atol=1e-4, rtol=1e-3), name
+        else:  # only the dropped masks' hypernetworks, whose upstream gradient is zero
+            assert re.match(r"mask_decoder\.output_hypernetworks_mlps\.[1-9]\.", name) and not grad.any(), name
+    assert set(ours) <= set(theirs)
 
 
 def test_training_forward_skips_the_full_size_masks_only_when_asked():
