@@ -248,11 +248,11 @@ class _TextGate:
     """Which entries pass the Recall text gate: label similarity not below the threshold, as
     :func:`text_similarity`'s float32 matrix of the unit says.
 
-    The similarity is estimated in float64 for all entries asked at once (exact products, so exact
-    but for the sum's last bits). A float32 dot product of ``d`` terms, summed in any order, is within
-    ``d`` float32 rounding units (2**-24) of it, times the sum of the terms' magnitudes; only entries
-    that close to the threshold need the unit's own matrix, computed as :func:`score_chunk_by_unit`
-    computes it.
+    The similarity is estimated in float64 once per distinct (GT label, predicted label) pair asked
+    (a chunk's entries repeat a few thousand pairs; exact products, so exact but for the sum's last
+    bits). A float32 dot product of ``d`` terms, summed in any order, is within ``d`` float32 rounding
+    units (2**-24) of it, times the sum of the terms' magnitudes; only entries that close to the
+    threshold need the unit's own matrix, computed as :func:`score_chunk_by_unit` computes it.
     """
 
     def __init__(self, entries, both, units, embeddings, gt_ids, predicted_ids, threshold: float):
@@ -264,16 +264,18 @@ class _TextGate:
         self.predicted_labels = units.predicted_recall_labels if recall_labels else units.predicted_labels
         self.threshold = embeddings.dtype.type(threshold)  # numpy compares in the matrix's dtype
         self.tolerance = embeddings.shape[1] * 2.0 ** -20  # 16 times that bound
+        self.wide = embeddings.astype(np.float64)
+        self.wide_magnitude = np.abs(self.wide)
 
     def __call__(self, index: np.ndarray) -> np.ndarray:
         gt = self.gt_ids[self.entries.column_slot[index]]
         predicted = self.predicted_ids[self.entries.row_slot[index]]
-        a = self.embeddings[gt].astype(np.float64)
-        b = self.embeddings[predicted].astype(np.float64)
-        estimate = np.einsum("ij,ij->i", a, b)
-        magnitude = np.einsum("ij,ij->i", np.abs(a), np.abs(b))
-        fails = estimate < self.threshold
-        unsure = ~(np.abs(estimate - self.threshold) > self.tolerance * magnitude)  # NaN included
+        pair, which = np.unique(gt * len(self.wide) + predicted, return_inverse=True)
+        pair_gt, pair_predicted = np.divmod(pair, len(self.wide))
+        estimate = np.einsum("ij,ij->i", self.wide[pair_gt], self.wide[pair_predicted])
+        magnitude = np.einsum("ij,ij->i", self.wide_magnitude[pair_gt], self.wide_magnitude[pair_predicted])
+        fails = (estimate < self.threshold)[which]
+        unsure = ~(np.abs(estimate - self.threshold) > self.tolerance * magnitude)[which]  # NaN included
         for k in np.flatnonzero(unsure & (gt != predicted)).tolist():
             e = int(index[k])
             u = int(self.both[self.entries.unit[e]])
