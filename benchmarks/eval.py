@@ -245,6 +245,7 @@ def main() -> int:
         del rows, predictions
 
         from mixedparts.forking import available_cores
+        from mixedparts.gc_pause import cyclic_gc_paused
         from mixedparts.metrics.evaluate import evaluate
         from mixedparts.metrics.ground_truth import load_ground_truth
         from mixedparts.metrics.options import EvalOptions
@@ -260,14 +261,15 @@ def main() -> int:
         phases = {}
         cpu0 = cpu_seconds()
         t0 = time.perf_counter()
-        truth = load_ground_truth(scratch / "dataset", "test")
-        phases["read ground truth (Parquet)"] = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        read = read_predictions(scratch / "predictions.json", images=truth.image_sizes())
-        phases["read + validate predictions"] = time.perf_counter() - t1
-        t2 = time.perf_counter()
-        result = evaluate(truth, read, workers=args.workers)
-        phases["score (embed labels, units, aggregate, breakdowns)"] = time.perf_counter() - t2
+        with cyclic_gc_paused():  # as mixedparts-eval runs its steps (mixedparts.metrics.cli.run)
+            truth = load_ground_truth(scratch / "dataset", "test")
+            phases["read ground truth (Parquet)"] = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            read = read_predictions(scratch / "predictions.json", images=truth.image_sizes())
+            phases["read + validate predictions"] = time.perf_counter() - t1
+            t2 = time.perf_counter()
+            result = evaluate(truth, read, workers=args.workers)
+            phases["score (embed labels, units, aggregate, breakdowns)"] = time.perf_counter() - t2
         total = time.perf_counter() - t0
         eval_cpu = cpu_seconds() - cpu0
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from mixedparts.argtypes import non_negative_int
 from mixedparts.atomic import write_json
 from mixedparts.errors import MixedPartsError, parse_and_run
+from mixedparts.gc_pause import cyclic_gc_paused
 
 DESCRIPTION = """\
 Score predictions on a MixedParts split: AP50, mIoU, Recall, SS and S-IoU per task (common_object,
@@ -81,6 +82,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    # One pause for the whole command, not one per step: between paused steps the collector would walk
+    # every row and prediction read so far, all of them still in its youngest generation (1.2-1.5 s of
+    # a 100K-unit evaluation, measured), and they live until the command ends anyway.
+    with cyclic_gc_paused():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from mixedparts.metrics.evaluate import BREAKDOWNS, evaluate
     from mixedparts.metrics.ground_truth import load_ground_truth
     from mixedparts.metrics.options import EvalOptions

@@ -64,20 +64,23 @@ def build_units(rows: list[dict], predictions: Mapping[str, dict], table: LabelT
     # Labels are interned in the order they are met (row by row, GT before predictions; each table has
     # its own ids): that order fixes the ids, hence the order in which the text model embeds them. A dict
     # lookup first saves the call on labels met before, most of them.
-    def masks_of(segments: list[dict], count: int) -> list[list[dict]]:
-        per_image: list[list[dict]] = [[] for _ in range(count)]
+    def route(segments: list[dict], count: int, predicted: bool):
+        """Per image: the segments' masks, label ids (and Recall label ids), in one pass."""
+        masks: list[list[dict]] = [[] for _ in range(count)]
+        ids: list[list[int]] = [[] for _ in range(count)]
+        recall_ids: list[list[int]] = [[] for _ in range(count)]
+        known, intern = table.known(predicted), table.intern
+        if with_recall:
+            recall_known, recall_intern = recall_table.known(predicted), recall_table.intern
         for segment in segments:
-            per_image[segment["image_index"]].append(segment["mask"])
-        return per_image
-
-    def ids_of(segments: list[dict], count: int, labels: LabelTable, predicted: bool) -> list[list[int]]:
-        per_image: list[list[int]] = [[] for _ in range(count)]
-        known, intern = labels.known(predicted), labels.intern
-        for segment in segments:
-            label = segment["label"]
+            k, label = segment["image_index"], segment["label"]
+            masks[k].append(segment["mask"])
             found = known.get(label)
-            per_image[segment["image_index"]].append(intern(label, predicted) if found is None else found)
-        return per_image
+            ids[k].append(intern(label, predicted) if found is None else found)
+            if with_recall:
+                found = recall_known.get(label)
+                recall_ids[k].append(recall_intern(label, predicted) if found is None else found)
+        return masks, ids, recall_ids
 
     for number, row in enumerate(rows):
         count = len(row["images"])
@@ -86,14 +89,14 @@ def build_units(rows: list[dict], predictions: Mapping[str, dict], table: LabelT
             segments = [segment for segment in segments if segment["kind"] != "object"]
         prediction = predictions.get(row["sample_id"])
         guesses = prediction["segments"] if prediction is not None else []
-        truth, predicted = masks_of(segments, count), masks_of(guesses, count)
-        truth_labels = ids_of(segments, count, table, False)
-        truth_recall = ids_of(segments, count, recall_table, False) if with_recall else None
-        predicted_labels = ids_of(guesses, count, table, True)
-        predicted_recall = ids_of(guesses, count, recall_table, True) if with_recall else None
-        predicted_scores: list[list[float]] = [[] for _ in range(count)]
-        for segment in guesses:
-            predicted_scores[segment["image_index"]].append(float(segment.get("score", 1.0)) if use_scores else 1.0)
+        truth, truth_labels, truth_recall = route(segments, count, False)
+        predicted, predicted_labels, predicted_recall = route(guesses, count, True)
+        if use_scores:
+            predicted_scores: list[list[float]] = [[] for _ in range(count)]
+            for segment in guesses:
+                predicted_scores[segment["image_index"]].append(float(segment.get("score", 1.0)))
+        else:
+            predicted_scores = [[1.0] * len(masks) for masks in predicted]
         objects = {obj["image_index"]: obj["category"] for obj in row["objects"]}
         for k in range(count):
             sample.append(number)
