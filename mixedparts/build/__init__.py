@@ -87,6 +87,11 @@ def plan_split(split_pools: list[Pool], split: str, options: BuildOptions, progr
     return plan.subset(order)
 
 
+# Paused for the whole build, writing included: the pools and plans are millions of small acyclic
+# objects, all still in the collector's youngest generation when reading ends; with the collector back
+# on, the parent would walk them again and again, and so would each forked writer before its own pause,
+# copying the pages it touches.
+@cyclic_gc_paused()
 def build(readers, out: str | Path, options: BuildOptions = BuildOptions(), workers: int = 1,
           progress: bool = True) -> BuildResult:
     if not readers:
@@ -99,12 +104,11 @@ def build(readers, out: str | Path, options: BuildOptions = BuildOptions(), work
     check_output(out, fingerprint)
 
     clock = time.perf_counter()
-    with cyclic_gc_paused():
-        pools = read_pools(readers, options, progress)
-        seconds = {"reading": time.perf_counter() - clock}
-        clock = time.perf_counter()
-        plans = {split: plan_split(pools[split], split, options, progress) for split in SPLITS if pools.get(split)}
-        seconds["pairing"] = time.perf_counter() - clock
+    pools = read_pools(readers, options, progress)
+    seconds = {"reading": time.perf_counter() - clock}
+    clock = time.perf_counter()
+    plans = {split: plan_split(pools[split], split, options, progress) for split in SPLITS if pools.get(split)}
+    seconds["pairing"] = time.perf_counter() - clock
     if not plans:
         raise MixedPartsError("the sources hold no usable objects (after the area filter)")
     state = prepare_output(out, fingerprint)  # only now: bad input above leaves the folder untouched
