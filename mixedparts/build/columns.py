@@ -80,9 +80,16 @@ def table_of(rows: list[SampleFields]) -> pa.Table:
     image_lengths = [len(row.images) for row in rows]
     object_lengths = [len(row.categories) for row in rows]
     starts = np.repeat(np.cumsum([0, *object_lengths[:-1]]), object_lengths) if rows else np.zeros(0, np.int64)
-    labels, kinds, image_indices, masks = zip(*segments) if segments else ((), (), (), ())
+    labels, kinds, image_indices, masks = ([segment[field] for segment in segments] for field in range(4))
+    sizes = [side for mask in masks for side in mask["size"]]
     segment_type = sample_schema.field("segments").type
-    mask_column = _mask_column(masks, segment_type.value_type.field("mask").type)
+    mask_type = segment_type.value_type.field("mask").type
+    size_type = mask_type.field("size").type
+    mask_column = pa.StructArray.from_arrays(
+        [pa.ListArray.from_arrays(_offsets([len(mask["size"]) for mask in masks]), pa.array(sizes, pa.int32()),
+                                  type=size_type),
+         pa.array([mask["counts"] for mask in masks], type=pa.string())],
+        fields=[mask_type.field(i) for i in range(mask_type.num_fields)])
     columns = {
         "sample_id": [row.sample_id for row in rows],
         "source": [row.source for row in rows],
@@ -100,25 +107,3 @@ def table_of(rows: list[SampleFields]) -> pa.Table:
             "label": labels, "kind": kinds, "image_index": image_indices, "mask": mask_column}),
     }
     return pa.Table.from_arrays([_array(columns[f.name], f) for f in sample_schema], schema=sample_schema)
-
-
-def _mask_column(masks: tuple[Rle, ...], mask_type: pa.StructType) -> pa.StructArray:
-    """The segments' masks as a struct column. A shard repeats each mask in many rows (the builder's
-    unions are cached, one object per distinct mask), so the column is built from the distinct ones and
-    gathered by Arrow: the long RLE strings are converted from Python once each, not once a row."""
-    position: dict[int, int] = {}
-    distinct: list[Rle] = []
-    indices = []
-    for mask in masks:  # ``masks`` keeps every mask alive, so ids are not reused meanwhile
-        index = position.get(id(mask))
-        if index is None:
-            index = position[id(mask)] = len(distinct)
-            distinct.append(mask)
-        indices.append(index)
-    sizes = [side for mask in distinct for side in mask["size"]]
-    column = pa.StructArray.from_arrays(
-        [pa.ListArray.from_arrays(_offsets([len(mask["size"]) for mask in distinct]), pa.array(sizes, pa.int32()),
-                                  type=mask_type.field("size").type),
-         pa.array([mask["counts"] for mask in distinct], type=pa.string())],
-        fields=[mask_type.field(i) for i in range(mask_type.num_fields)])
-    return column.take(pa.array(indices, type=pa.int64()))
