@@ -68,7 +68,7 @@ def build_units(rows: list[dict], predictions: Mapping[str, dict], table: LabelT
         """Per image: the segments' masks, label ids (and Recall label ids), in one pass."""
         masks: list[list[dict]] = [[] for _ in range(count)]
         ids: list[list[int]] = [[] for _ in range(count)]
-        recall_ids: list[list[int]] = [[] for _ in range(count)]
+        recall_ids: list[list[int]] | None = [[] for _ in range(count)] if with_recall else None
         known, intern = table.known(predicted), table.intern
         if with_recall:
             recall_known, recall_intern = recall_table.known(predicted), recall_table.intern
