@@ -279,7 +279,7 @@ def main() -> int:
         # the distinct labels as written (the default recall gate compares raw labels, as GLaMM does).
         options = EvalOptions()
         table, raw_table = LabelTable(options.labels, options.fold_plurals), LabelTable("none")
-        build_units(truth.rows, read.by_sample, table, options, raw_table)
+        build_units(truth.columns, read.by_sample, table, options, raw_table)
         texts = list(dict.fromkeys(table.texts + raw_table.texts))
         embed_start = time.perf_counter()
         MiniLM().embed(texts)

@@ -73,7 +73,7 @@ def main() -> int:
         if args.bootstrap is None:
             from mixedparts.analysis.report import default_bootstrap
 
-            args.bootstrap = default_bootstrap(len(truth.rows))
+            args.bootstrap = default_bootstrap(len(truth))
         t0 = time.perf_counter()
         result.ci, result.bootstrap = evaluate_module._bootstrap(details.scored, details.units, details.unit_task,
                                                                  details.tasks, args.bootstrap, 0)

@@ -94,7 +94,7 @@ def score_file(truth, path: str | os.PathLike, display: str, workers: int | None
                 f"({type(error).__name__})"}
     document = result.to_dict()
     document["predictions"] = display
-    document["ground_truth"] = f"hidden ({truth.split} split, {len(truth.rows)} samples)"
+    document["ground_truth"] = f"hidden ({truth.split} split, {len(truth)} samples)"
     document.pop("breakdowns", None)
     document.update(_report_parts(result))
     document = _json_safe(document)

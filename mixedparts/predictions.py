@@ -29,6 +29,7 @@ from pathlib import Path
 from mixedparts import markup
 from mixedparts.atomic import atomic_output
 from mixedparts.errors import MixedPartsError
+from mixedparts.forking import available_cores, can_fork, chunk_bounds, fork_map
 from mixedparts.gc_pause import cyclic_gc_paused
 from mixedparts.masks import first_invalid, validation_error
 from mixedparts.schema import PREDICTED_SEGMENT_FIELDS, PREDICTION_FIELDS, PREDICTIONS_FORMAT
@@ -191,25 +192,82 @@ def _check_header(path: Path, header: dict, where: str | None = None) -> tuple[s
     return header.get("model"), header.get("split")
 
 
+PARALLEL_FROM = 2000
+"""Predictions from which their checks run in forked workers (fewer cost more to fork than to check)."""
+
+
 def _validated(path: Path, file_format: str, model: str | None, split: str | None,
                entries: list[tuple[str, object]], workers: int | None = None) -> Predictions:
+    """Check every prediction, then every mask, in file order; the first problem found is the error.
+
+    The checks run over chunks of the file in forked workers; each chunk reports its first bad
+    prediction, or else its first bad mask, and which reports count is decided here so that the error is
+    the one a single pass would raise (structure and duplicate ids first, then masks).
+    """
+    workers = workers or available_cores()
+    parallel = len(entries) >= PARALLEL_FROM and can_fork(workers)
+    bounds = chunk_bounds(len(entries), 2 * workers) if parallel else [(0, len(entries))]
+    chunks = fork_map(_check_entries, (path, entries), bounds, workers if parallel else 1)
+    first_bad = next((chunk.first_bad for chunk in chunks if chunk.first_bad is not None), None)
     by_sample: dict[str, dict] = {}
     where_of: dict[str, str] = {}
-    mismatched = set()
-    unknown = _UnknownKeys()
-    for where, item in entries:
-        sample_id = _check_prediction(path, where, item)
-        unknown.note(sample_id, item)
+    for where, item in entries[:len(entries) if first_bad is None else first_bad]:
+        sample_id = item["sample_id"]
         if sample_id in by_sample:
             raise PredictionsError(path, f"duplicate sample id (first at {where_of[sample_id]})", where=where,
                                    sample_id=sample_id, field="sample_id")
         by_sample[sample_id] = item
         where_of[sample_id] = where
-        if item["text"] and markup.seg_count(item["text"]) != len(item["segments"]):
-            mismatched.add(sample_id)
-    predictions = Predictions(str(path), file_format, by_sample, model, split, mismatched, unknown.warnings(path))
-    _check_masks(predictions, where_of, workers)
-    return predictions
+    if first_bad is not None:
+        _check_prediction(path, *entries[first_bad])  # raises the chunk's error
+        raise AssertionError(f"{path}: {entries[first_bad][0]} failed a check in a worker only")
+    for chunk in chunks:
+        if chunk.first_bad_mask is not None:
+            i, j = chunk.first_bad_mask
+            where, item = entries[i]
+            raise PredictionsError(path, validation_error(item["segments"][j]["mask"]), where=where,
+                                   sample_id=item["sample_id"], field=f"segments[{j}].mask")
+    unknown = _UnknownKeys()
+    for chunk in chunks:
+        unknown.merge(chunk.unknown)
+    mismatched = {sample_id for chunk in chunks for sample_id in chunk.mismatched}
+    return Predictions(str(path), file_format, by_sample, model, split, mismatched, unknown.warnings(path))
+
+
+@dataclass
+class _EntryChecks:
+    """What one chunk of a file's predictions showed: its first bad prediction (an index into the
+    entries) or else its first bad mask (entry index, segment index); its unknown keys; the samples
+    whose ``[SEG]`` count differs from their masks."""
+
+    first_bad: int | None = None
+    first_bad_mask: tuple[int, int] | None = None
+    unknown: dict = field(default_factory=dict)
+    mismatched: list[str] = field(default_factory=list)
+
+
+def _check_entries(job: tuple[Path, list[tuple[str, object]]], bounds: tuple[int, int]) -> _EntryChecks:
+    path, entries = job
+    start, stop = bounds
+    unknown = _UnknownKeys()
+    mismatched = []
+    masks, owners = [], []
+    for i in range(start, stop):
+        where, item = entries[i]
+        try:
+            sample_id = _check_prediction(path, where, item)
+        except PredictionsError:
+            return _EntryChecks(first_bad=i)
+        unknown.note(sample_id, item)
+        segments = item["segments"]
+        if item["text"] and markup.seg_count(item["text"]) != len(segments):
+            mismatched.append(sample_id)
+        for j, segment in enumerate(segments):
+            masks.append(segment["mask"])
+            owners.append((i, j))
+    bad = first_invalid(masks, workers=1)
+    return _EntryChecks(first_bad_mask=None if bad is None else owners[bad], unknown=unknown.found,
+                        mismatched=mismatched)
 
 
 _PREDICTION_KEYS = frozenset(PREDICTION_FIELDS)
@@ -228,6 +286,12 @@ class _UnknownKeys:
         for segment in item["segments"]:
             if not segment.keys() <= _SEGMENT_KEYS:
                 self._add("segment", sample_id, segment.keys() - _SEGMENT_KEYS)
+
+    def merge(self, found: dict[str, dict[str, list]]) -> None:
+        """Add what another :class:`_UnknownKeys` found later in the file."""
+        for kind, keys in found.items():
+            for key, (count, first) in keys.items():
+                self.found[kind].setdefault(key, [0, first])[0] += count
 
     def _add(self, kind: str, sample_id: str, keys) -> None:
         for key in keys:
@@ -290,20 +354,6 @@ def _check_prediction(path: Path, where: str, item: object) -> str:
                 raise PredictionsError(path, f"score must be a finite number, got {_short(score)}", where=where,
                                        sample_id=sample_id, field=f"{name}.score")
     return sample_id
-
-
-def _check_masks(predictions: Predictions, where_of: Mapping[str, str], workers: int | None) -> None:
-    owners = []
-    masks = []
-    for sample_id, prediction in predictions.by_sample.items():
-        for j, segment in enumerate(prediction["segments"]):
-            owners.append((sample_id, j))
-            masks.append(segment["mask"])
-    bad = first_invalid(masks, workers)
-    if bad is not None:
-        sample_id, j = owners[bad]
-        raise PredictionsError(predictions.path, validation_error(masks[bad]), where=where_of.get(sample_id),
-                               sample_id=sample_id, field=f"segments[{j}].mask")
 
 
 def check_against_ground_truth(predictions: Predictions, images: Mapping[str, list[tuple[int, int]]],

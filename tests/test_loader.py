@@ -112,8 +112,9 @@ def test_iter_rows_limits_selects_and_stops_early(built, monkeypatch):
 
 
 def test_scoring_baselines_and_calico_read_rows_and_roots_one_way(at_home, monkeypatch, tmp_path):
-    """Each reader goes through ``loader.iter_rows`` and finds the default location's rows and image roots
-    from any working directory (the baselines' and Calico's roots used to be looked up in ./mixedparts)."""
+    """Each reader goes through ``loader.iter_tables`` (the baselines and Calico through ``iter_rows`` on top
+    of it; scoring keeps the tables) and finds the default location's rows and image roots from any
+    working directory (the baselines' and Calico's roots used to be looked up in ./mixedparts)."""
     from baselines.common import Images, load_rows
     from baselines.part_detector import dataset_vocabulary, vocabulary_from_rows
     from calico_baseline.data import image_roots_for
@@ -123,15 +124,17 @@ def test_scoring_baselines_and_calico_read_rows_and_roots_one_way(at_home, monke
 
     monkeypatch.chdir(tmp_path)
     expected = read_rows(at_home.data, "val")
-    calls = []
-    real_iter_rows = loader.iter_rows
+    every_split = [r for s in ("train", "val", "test") for r in read_rows(at_home.data, s)]
+    calls, table_calls = [], []
+    real_iter_rows, real_iter_tables = loader.iter_rows, loader.iter_tables
     monkeypatch.setattr(loader, "iter_rows", lambda *a, **k: calls.append(a[:2]) or real_iter_rows(*a, **k))
+    monkeypatch.setattr(loader, "iter_tables", lambda *a, **k: table_calls.append(a[:2]) or real_iter_tables(*a, **k))
     assert calico_rows("mixedparts", "val", 5) == expected[:5]
     assert load_rows("mixedparts", "val") == expected
     assert [r["sample_id"] for r in load_ground_truth("mixedparts", "val").rows] == [r["sample_id"] for r in expected]
-    every_split = [r for s in ("train", "val", "test") for r in real_iter_rows(at_home.data, s)]
     assert dataset_vocabulary("mixedparts", fallback=[]) == vocabulary_from_rows(every_split)
-    assert len(calls) == 6 and all(split in ("train", "val", "test") for _, split in calls)
+    assert len(calls) == 5 and all(split in ("train", "val", "test") for _, split in calls)
+    assert len(table_calls) == 6 and all(splits in (["train"], ["val"], ["test"]) for _, splits in table_calls)
 
     manifest = ImageResolver.for_dataset(at_home.data)
     row = expected[0]

@@ -253,22 +253,66 @@ def test_random_json_never_raises(content, as_lines, gt_file, minilm, capsys):
         assert captured.err.startswith("error: ")
 
 
-def test_masks_of_a_large_file_are_validated_in_as_many_workers_as_asked(tmp_path, monkeypatch):
-    import mixedparts.masks as masks_module
+def test_a_large_file_is_checked_in_as_many_workers_as_asked(tmp_path, monkeypatch):
+    import mixedparts.predictions as predictions_module
 
     rle = encode(np.eye(4, dtype=bool))
     items = [{"sample_id": f"s{i}", "text": "<p> a </p> [SEG]", "segments": [
         {"label": "a", "image_index": 0, "mask": rle}]} for i in range(40)]
     items[29]["segments"][0]["mask"] = {"size": [4, 4], "counts": rle["counts"][:-1]}  # truncated
     path = write_predictions(tmp_path / "p.json", items)
-    monkeypatch.setattr(masks_module, "PARALLEL_FROM", 0)
+    monkeypatch.setattr(predictions_module, "PARALLEL_FROM", 0)
     forked = []
-    real = masks_module.fork_map
-    monkeypatch.setattr(masks_module, "fork_map", lambda *args: forked.append(args[3]) or real(*args))
+    real = predictions_module.fork_map
+    monkeypatch.setattr(predictions_module, "fork_map", lambda *args: forked.append(args[3]) or real(*args))
     errors = []
     for workers in (1, 2):
         with pytest.raises(PredictionsError) as caught:
             read_predictions(path, workers=workers)
         errors.append(str(caught.value))
-    assert forked == [2]  # workers=1 (the leaderboard's default) forks nothing
+    assert forked == [1, 2]  # workers=1 (the leaderboard's default) runs its one chunk here, forking nothing
     assert errors[0] == errors[1] and "predictions[29]" in errors[0] and "segments[0].mask" in errors[0]
+
+
+def _chunked_file(tmp_path, damage: str) -> Path:
+    rle = encode(np.eye(4, dtype=bool))
+    items = [{"sample_id": f"s{i}", "text": "<p> a </p> [SEG]" if i % 7 else "[SEG] [SEG]", "segments": [
+        {"label": "a", "image_index": 0, "mask": dict(rle)}]} for i in range(40)]
+    items[33]["segments"][0]["lable"] = "typo"
+    items[5]["segments"][0]["lable"] = "typo"
+    items[8]["extra"] = 1
+    if "mask" in damage:
+        items[4]["segments"][0]["mask"] = {"size": [4, 4], "counts": rle["counts"][:-1]}
+    if "structure" in damage:
+        items[31]["segments"][0]["image_index"] = -1
+        items[12]["text"] = 7
+    if "duplicate" in damage:
+        items[10]["sample_id"] = "s3"
+    path = tmp_path / f"{damage}.json"
+    path.write_text(json.dumps({"format": "mixedparts-predictions/1", "predictions": items}))
+    return path
+
+
+@pytest.mark.parametrize("damage", ["none", "mask", "mask+structure", "mask+structure+duplicate"])
+def test_chunked_checks_report_what_one_pass_reports(tmp_path, monkeypatch, damage):
+    """Each chunk finds its own first problem; the error, warnings and mismatches are those of one pass in
+    file order (structure and duplicate ids before masks, the earliest first)."""
+    import mixedparts.predictions as predictions_module
+
+    path = _chunked_file(tmp_path, damage)
+    outcomes = []
+    for smallest, workers in ((10**9, 1), (0, 1), (0, 2), (0, 3)):
+        monkeypatch.setattr(predictions_module, "PARALLEL_FROM", smallest)
+        try:
+            read = read_predictions(path, workers=workers)
+            outcomes.append((read.warnings, sorted(read.mismatched), list(read.by_sample)))
+        except PredictionsError as error:
+            outcomes.append(str(error))
+    assert all(outcome == outcomes[0] for outcome in outcomes), outcomes
+    expected = {"none": None, "mask": "predictions[4]", "mask+structure": "predictions[12]",
+                "mask+structure+duplicate": "predictions[10]"}[damage]
+    if expected is None:
+        assert "'lable' (2 segments, first in sample 's5')" in outcomes[0][0][1]
+        assert outcomes[0][1] == sorted(f"s{i}" for i in range(40) if i % 7 == 0)
+    else:
+        assert expected in outcomes[0]

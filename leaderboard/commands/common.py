@@ -66,7 +66,7 @@ def check_ground_truth(path: str) -> dict:
 
     info = gt_fingerprint(path)
     truth = read_ground_truth(path)
-    info["samples"] = len(truth.rows)
+    info["samples"] = len(truth)
     return info
 
 

@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         if bootstrap is None:
             from mixedparts.analysis.report import default_bootstrap
 
-            bootstrap = default_bootstrap(len(truth.rows)) if args.report else 0
+            bootstrap = default_bootstrap(len(truth)) if args.report else 0
         result = evaluate(truth, predictions, options, bootstrap=bootstrap, seed=args.seed, strict=args.strict,
                           workers=args.workers or None, keep_details=bool(args.report))
     for warning in result.warnings:

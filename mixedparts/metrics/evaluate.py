@@ -123,23 +123,23 @@ def evaluate(ground_truth: GroundTruth | Sequence[dict], predictions: Prediction
         ground_truth = GroundTruth(rows, splits[0] if len(splits) == 1 else ",".join(splits), "<rows>")
     if not isinstance(predictions, Predictions):
         predictions = predictions_from_list(predictions or [], workers=workers)
-    rows = ground_truth.rows
-    if not rows:
+    columns = ground_truth.columns
+    if not len(columns):
         raise MixedPartsError(f"{ground_truth.origin}: the {ground_truth.split} split holds no samples")
     missing = check_against_ground_truth(predictions, ground_truth.image_sizes(), ground_truth.split)
     warnings = list(predictions.warnings)
     if missing:
         shown = ", ".join(repr(s) for s in missing[:3]) + (", ..." if len(missing) > 3 else "")
         if strict:
-            raise PredictionsError(predictions.path, f"{len(missing)} of {len(rows)} samples have no prediction "
+            raise PredictionsError(predictions.path, f"{len(missing)} of {len(columns)} samples have no prediction "
                                    f"({shown}); without --strict they would count as empty", field="predictions")
-        warnings.append(f"{len(missing)} of {len(rows)} samples have no prediction ({shown}); they count as empty")
+        warnings.append(f"{len(missing)} of {len(columns)} samples have no prediction ({shown}); they count as empty")
 
     table = LabelTable(options.labels, options.fold_plurals)
     gate_on = options.recall_text_gate == "on"
     # GLaMM's gate compares the phrases and GT labels as written; "none" keeps them so.
     recall_table = LabelTable("none") if gate_on and options.recall_labels == "raw" else None
-    units = build_units(rows, predictions.by_sample, table, options, recall_table)
+    units = build_units(columns, predictions.by_sample, table, options, recall_table)
     embedder = embedder or load_embedder(None)
     if gate_on and recall_embedder is None and options.recall_text_model is not None:
         recall_embedder = load_embedder(options.recall_text_model)
@@ -158,7 +158,7 @@ def evaluate(ground_truth: GroundTruth | Sequence[dict], predictions: Prediction
     chunks = score_units(units, options, ss_embeddings, recall_embeddings, workers)
 
     scored = _Scored.collect(units, chunks, options, table, ss_embeddings)
-    task_of_sample = np.array([TASKS.index(row["task"]) for row in rows])
+    task_of_sample = columns.tasks
     unit_task = task_of_sample[units.sample]
     tasks = [t for t in TASKS if (unit_task == TASKS.index(t)).any()]
 
@@ -171,7 +171,7 @@ def evaluate(ground_truth: GroundTruth | Sequence[dict], predictions: Prediction
     secondary_rows[MEAN] = {m: macro_mean(secondary_rows[t][m] for t in tasks) for m in ("SS", "S-IoU")}
     frame = pd.DataFrame.from_dict(score_rows, orient="index")[list(METRICS)] * 100
     sample_counts = {t: int((task_of_sample == TASKS.index(t)).sum()) for t in tasks}
-    frame.insert(0, "samples", [sample_counts.get(t, len(rows)) for t in frame.index])
+    frame.insert(0, "samples", [sample_counts.get(t, len(columns)) for t in frame.index])
     frame.insert(1, "units", [int((unit_task == TASKS.index(t)).sum()) if t in TASKS else len(units)
                               for t in frame.index])
     secondary = None
@@ -181,7 +181,7 @@ def evaluate(ground_truth: GroundTruth | Sequence[dict], predictions: Prediction
     result = EvalResult(
         scores=frame, options=options, secondary=secondary,
         pooled={m: v * 100 for m, v in scored.metrics(np.ones(len(units), dtype=bool)).items()},
-        counts=_counts(rows, units, predictions, missing, scored),
+        counts=_counts(columns, units, predictions, missing, scored),
         text_models={"SS": embedder.describe(),
                      "recall_gate": None if options.recall_text_gate == "off"
                      else (recall_embedder or embedder).describe()},
@@ -190,11 +190,11 @@ def evaluate(ground_truth: GroundTruth | Sequence[dict], predictions: Prediction
         warnings=warnings + scored.warnings,
     )
     for name in breakdowns:
-        result.breakdowns[name] = _breakdown(scored, units, rows, unit_task, tasks, name)
+        result.breakdowns[name] = _breakdown(scored, units, columns, unit_task, tasks, name)
     if bootstrap:
         result.ci, result.bootstrap = _bootstrap(scored, units, unit_task, tasks, bootstrap, seed)
     if keep_details:
-        result.details = EvalDetails(rows, units, scored, table, ss_embeddings,
+        result.details = EvalDetails(ground_truth.rows, units, scored, table, ss_embeddings,
                                      ss_embeddings if recall_embeddings is None else recall_embeddings, unit_task,
                                      tasks)
     return result
@@ -235,8 +235,8 @@ class _Scored:
         self.detections = ap50.Detections.concatenate([c.detections for c in chunks], [c.start for c in chunks])
         self.miou = np.concatenate([chunk.miou for chunk in chunks])
         self.matched = np.concatenate([chunk.recall_matched for chunk in chunks])
-        self.gt_count = np.array([len(m) for m in units.gt_masks], dtype=np.int64)
-        self.predicted_count = np.array([len(m) for m in units.predicted_masks], dtype=np.int64)
+        self.gt_count = units.gt_counts()
+        self.predicted_count = units.predicted_counts()
         chosen, miou_pairs = Pairs(), Pairs()
         for chunk in chunks:
             miou_pairs.extend(chunk.miou_pairs)
@@ -309,9 +309,9 @@ class _Scored:
                 for name, v in (("SS", ss), ("S-IoU", siou))}
 
 
-def _counts(rows, units, predictions: Predictions, missing: list[str], scored: _Scored) -> dict:
+def _counts(columns, units, predictions: Predictions, missing: list[str], scored: _Scored) -> dict:
     return {
-        "samples": len(rows),
+        "samples": len(columns),
         "units": len(units),
         "gt_masks": int(scored.gt_count.sum()),
         "predicted_samples": len(predictions.by_sample),
@@ -325,9 +325,9 @@ def _counts(rows, units, predictions: Predictions, missing: list[str], scored: _
     }
 
 
-def _breakdown(scored: _Scored, units, rows, unit_task, tasks, name: str) -> pd.DataFrame:
+def _breakdown(scored: _Scored, units, columns, unit_task, tasks, name: str) -> pd.DataFrame:
     if name == "source":
-        sources = np.array([row["source"] for row in rows], dtype=object)
+        sources = np.array(columns.sources, dtype=object)
         group_of_unit = sources[units.sample]
     elif name == "category":
         group_of_unit = np.array(units.category, dtype=object)

@@ -14,6 +14,8 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+import numpy as np
 from pathlib import Path
 
 from mixedparts.atomic import atomic_output
@@ -30,17 +32,230 @@ class GroundTruthError(MixedPartsError):
     """Ground truth that cannot be read or is inconsistent."""
 
 
-@dataclass
 class GroundTruth:
-    rows: list[dict]
-    split: str
-    origin: str  # the folder, dataset name or file it came from
+    """The samples of one split, as sample rows (``rows``) and as flat columns (``columns``, what scoring reads).
+
+    Read from a dataset it holds the Parquet tables and makes the rows only when asked (a report, an
+    export): a row is a dozen Python objects per segment, most of reading a split's time and memory.
+    """
+
+    def __init__(self, rows: list[dict] | None, split: str, origin: str, *, tables: list | None = None):
+        if (rows is None) == (tables is None):
+            raise ValueError("GroundTruth takes rows or tables")
+        self._rows, self._tables = rows, tables
+        self.split = split
+        self.origin = origin  # the folder, dataset name or file it came from
+        self._columns: GroundTruthColumns | None = None
+
+    @property
+    def rows(self) -> list[dict]:
+        if self._rows is None:
+            with cyclic_gc_paused():
+                self._rows = [row for table in self._tables for row in table.to_pylist()]
+        return self._rows
+
+    @property
+    def columns(self) -> GroundTruthColumns:
+        if self._columns is None:
+            self._columns = (GroundTruthColumns.from_rows(self._rows) if self._tables is None
+                             else GroundTruthColumns.from_tables(self._tables, self.origin, self.split))
+        return self._columns
+
+    def __len__(self) -> int:
+        return len(self._rows) if self._rows is not None else sum(table.num_rows for table in self._tables)
 
     def image_sizes(self) -> dict[str, list[tuple[int, int]]]:
         """sample id -> (height, width) of each image, in ground-truth order."""
-        return {row["sample_id"]: [(image["height"], image["width"]) for image in row["images"]]
-                for row in self.rows}
+        columns = self.columns
+        sizes = list(zip(columns.image_heights.tolist(), columns.image_widths.tolist()))
+        bounds = columns.image_offsets.tolist()
+        return {sample_id: sizes[start:stop]
+                for sample_id, start, stop in zip(columns.sample_ids, bounds[:-1], bounds[1:])}
 
+
+@dataclass
+class GroundTruthColumns:
+    """The scoring fields of a split's rows as flat arrays, row after row: per sample, per image, per
+    object and per segment (in row order, then the row's own order). Masks stay RLE strings in one
+    Arrow array, so no Python object is made per segment until a scoring worker needs its masks."""
+
+    sample_ids: list[str]
+    sources: list[str]
+    tasks: np.ndarray  # int64, index into schema.TASKS
+    image_offsets: np.ndarray  # int64, rows + 1: row r's images are [image_offsets[r], image_offsets[r + 1])
+    image_heights: np.ndarray
+    image_widths: np.ndarray
+    object_rows: np.ndarray
+    object_image_index: np.ndarray
+    object_categories: list[str]
+    segment_rows: np.ndarray
+    segment_image_index: np.ndarray
+    segment_is_object: np.ndarray  # bool: kind "object"
+    segment_labels: list[str]
+    mask_heights: np.ndarray
+    mask_widths: np.ndarray
+    mask_counts: object  # a pyarrow string array, one RLE per segment
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+    @property
+    def image_counts(self) -> np.ndarray:
+        return np.diff(self.image_offsets)
+
+    @classmethod
+    def from_rows(cls, rows: list[dict]) -> GroundTruthColumns:
+        """Columns of rows that passed :func:`_check_rows`."""
+        import pyarrow as pa
+
+        image_counts, heights, widths = [], [], []
+        object_rows, object_image_index, object_categories = [], [], []
+        segment_rows, segment_image_index, kinds, labels, mask_heights, mask_widths, counts = \
+            [], [], [], [], [], [], []
+        for number, row in enumerate(rows):
+            image_counts.append(len(row["images"]))
+            for image in row["images"]:
+                heights.append(image["height"])
+                widths.append(image["width"])
+            for obj in row["objects"]:
+                object_rows.append(number)
+                object_image_index.append(obj["image_index"])
+                object_categories.append(obj["category"])
+            for segment in row["segments"]:
+                segment_rows.append(number)
+                segment_image_index.append(segment["image_index"])
+                kinds.append(segment["kind"])
+                labels.append(segment["label"])
+                size = segment["mask"]["size"]
+                mask_heights.append(size[0])
+                mask_widths.append(size[1])
+                counts.append(segment["mask"]["counts"])
+        return cls([row["sample_id"] for row in rows], [row["source"] for row in rows],
+                   np.array([TASKS.index(row["task"]) for row in rows], dtype=np.int64),
+                   np.concatenate([[0], np.cumsum(image_counts, dtype=np.int64)]).astype(np.int64),
+                   _int64(heights), _int64(widths), _int64(object_rows), _int64(object_image_index),
+                   object_categories, _int64(segment_rows), _int64(segment_image_index),
+                   np.array([kind == "object" for kind in kinds], dtype=bool), labels, _int64(mask_heights),
+                   _int64(mask_widths), _one_array(pa.array(counts, type=pa.string())))
+
+    @classmethod
+    def from_tables(cls, tables: list, origin: str, split: str) -> GroundTruthColumns:
+        """Columns of pyarrow tables of :data:`SCORING_FIELDS`, checked as :func:`_check_rows` checks rows
+        (in bulk; where something fails, the rows are made and checked one by one for the message)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        parts: dict[str, list] = {name: [] for name in (
+            "sample_ids", "sources", "tasks", "splits", "image_counts", "image_heights", "image_widths",
+            "object_rows", "object_image_index", "object_categories", "segment_rows", "segment_image_index",
+            "segment_kinds", "segment_labels", "mask_sizes", "mask_counts")}
+        base = 0
+        for table in tables:
+            def column(name):
+                return table.column(name).combine_chunks()
+
+            for name, field_name in (("sample_ids", "sample_id"), ("sources", "source"), ("tasks", "task"),
+                                     ("splits", "split")):
+                parts[name].append(column(field_name))
+            images, objects, segments = column("images"), column("objects"), column("segments")
+            parts["image_counts"].append(pc.list_value_length(images))
+            image_fields = _struct_fields(images.flatten())
+            parts["image_heights"].append(image_fields["height"])
+            parts["image_widths"].append(image_fields["width"])
+            object_fields = _struct_fields(objects.flatten())
+            parts["object_rows"].append(_parent_rows(objects, base))
+            parts["object_image_index"].append(object_fields["image_index"])
+            parts["object_categories"].append(object_fields["category"])
+            segment_fields = _struct_fields(segments.flatten())
+            parts["segment_rows"].append(_parent_rows(segments, base))
+            parts["segment_image_index"].append(segment_fields["image_index"])
+            parts["segment_kinds"].append(segment_fields["kind"])
+            parts["segment_labels"].append(segment_fields["label"])
+            mask_fields = _struct_fields(segment_fields["mask"])
+            parts["mask_sizes"].append(mask_fields["size"])
+            parts["mask_counts"].append(mask_fields["counts"])
+            base += table.num_rows
+        arrays = {name: pa.chunked_array(chunks, type=chunks[0].type) if chunks else None
+                  for name, chunks in parts.items()}
+        if not tables:
+            return cls.from_rows([])
+        problem = _bulk_problem(arrays, split)
+        if problem is not None:
+            with cyclic_gc_paused():
+                rows = [row for table in tables for row in table.to_pylist()]
+            _check_rows(rows, origin, split)  # names the sample
+            raise GroundTruthError(f"{origin}: {problem}")
+        sizes = arrays["mask_sizes"]
+        size_values = _numpy(pc.list_flatten(sizes)).reshape(-1, 2)
+        counts = _one_array(arrays["mask_counts"])
+        return cls(arrays["sample_ids"].to_pylist(), arrays["sources"].to_pylist(),
+                   _numpy(pc.index_in(arrays["tasks"], pa.array(TASKS))),
+                   np.concatenate([[0], np.cumsum(_numpy(arrays["image_counts"]))]).astype(np.int64),
+                   _numpy(arrays["image_heights"]), _numpy(arrays["image_widths"]),
+                   _numpy(arrays["object_rows"]), _numpy(arrays["object_image_index"]),
+                   arrays["object_categories"].to_pylist(), _numpy(arrays["segment_rows"]),
+                   _numpy(arrays["segment_image_index"]),
+                   _numpy(pc.equal(arrays["segment_kinds"], "object")).astype(bool),
+                   arrays["segment_labels"].to_pylist(), size_values[:, 0].copy(), size_values[:, 1].copy(),
+                   counts)
+
+
+def _one_array(strings):
+    """One contiguous string array (``take`` on a chunked one concatenates the chunks on every call)."""
+    import pyarrow as pa
+
+    if isinstance(strings, pa.ChunkedArray):
+        if strings.nbytes >= 2**31 - 1:  # past 32-bit offsets
+            strings = strings.cast(pa.large_string())
+        strings = strings.combine_chunks()
+    return strings
+
+
+def _struct_fields(array) -> dict:
+    """A struct array's fields by name, nulls of the struct carried into each field."""
+    return dict(zip([field.name for field in array.type], array.flatten()))
+
+
+def _parent_rows(lists, base: int):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.add(pc.list_parent_indices(lists).cast(pa.int64()), base)
+
+
+def _numpy(array) -> np.ndarray:
+    return np.asarray(array.to_numpy(zero_copy_only=False), dtype=np.int64) if len(array) else np.zeros(0, np.int64)
+
+
+def _int64(values: list) -> np.ndarray:
+    return np.array(values, dtype=np.int64) if values else np.zeros(0, dtype=np.int64)
+
+
+def _bulk_problem(arrays: dict, split: str) -> str | None:
+    """What is wrong when the columns fail a check of :func:`_check_rows` or hold nulls where scoring
+    needs values; None when they are fine. It only detects: the rows, checked one by one, name the sample."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for name, array in arrays.items():
+        if array.null_count:
+            return f"null values in the ground truth's {name.replace('_', ' ')}"
+    if pc.count_distinct(arrays["sample_ids"]).as_py() != len(arrays["sample_ids"]):
+        return "duplicate sample ids"
+    if not pc.all(pc.equal(arrays["splits"], split)).as_py():
+        return f"samples not in split {split!r}"
+    if not pc.all(pc.is_in(arrays["tasks"], pa.array(TASKS))).as_py():
+        return "an unknown task"
+    if not pc.all(pc.is_in(arrays["segment_kinds"], pa.array(SEGMENT_KINDS))).as_py():
+        return "an unknown segment kind"
+    if len(arrays["mask_sizes"]) and not pc.all(pc.equal(pc.list_value_length(arrays["mask_sizes"]), 2)).as_py():
+        return "a mask size that is not [height, width]"
+    counts = _numpy(arrays["image_counts"])
+    index = _numpy(arrays["segment_image_index"])
+    rows = _numpy(arrays["segment_rows"])
+    if ((index < 0) | (index >= counts[rows])).any():
+        return "a segment's image_index out of range"
+    return None
 
 @cyclic_gc_paused()  # millions of small acyclic dicts and lists (see mixedparts.gc_pause)
 def load_ground_truth(data: str | os.PathLike | None = None, split: str = "test",
@@ -53,7 +268,18 @@ def load_ground_truth(data: str | os.PathLike | None = None, split: str = "test"
         return truth
     if data is None:
         raise GroundTruthError("no ground truth given: pass --data DIR (a built dataset) or --gt FILE")
-    return GroundTruth(read_dataset_split(data, split), split, str(data))
+    truth = GroundTruth(None, split, str(data), tables=_read_tables(data, split))
+    truth.columns  # checked now, before anything else is read
+    return truth
+
+
+def _read_tables(data: str | os.PathLike, split: str) -> list:
+    from mixedparts.loader import iter_tables
+
+    try:
+        return list(iter_tables(data, [split], list(SCORING_FIELDS)))
+    except MixedPartsError as error:
+        raise GroundTruthError(str(error)) from None
 
 
 def read_dataset_split(data: str | os.PathLike, split: str, columns: Iterable[str] = SCORING_FIELDS) -> list[dict]:

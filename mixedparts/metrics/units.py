@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -23,9 +24,57 @@ from mixedparts.metrics.miou import unit_miou
 from mixedparts.metrics.options import EvalOptions
 from mixedparts.metrics.recall import text_similarity, unit_recall
 from mixedparts.metrics.semantic import LabelTable
+from mixedparts.schema import TASKS
+
+if TYPE_CHECKING:
+    from mixedparts.metrics.ground_truth import GroundTruthColumns
 
 PART_TASKS = ("common_parts", "unique_parts")
 SERIAL_BELOW = 4000  # units; forking costs more than it saves below this
+
+
+class GroundTruthMasks:
+    """Per unit, its GT masks as pycocotools RLE dicts, made on demand from the ground truth's columns:
+    ``masks[u]`` is unit ``u``'s list, ``masks[a:b]`` a list of such lists (what a scoring chunk takes).
+    No Python object exists per mask until then, so the split's masks cost one Arrow array, and each
+    scoring worker makes the dicts of its own units."""
+
+    def __init__(self, counts, heights: np.ndarray, widths: np.ndarray, order: np.ndarray, ends: np.ndarray):
+        self.counts = counts  # pyarrow strings, one per GT segment
+        self.heights, self.widths = heights, widths
+        self.order = order  # the segments taken, unit after unit
+        self.ends = ends  # unit u's are order[ends[u - 1]:ends[u]]
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.ends, prepend=0)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                return [self[u] for u in range(start, stop, step)]
+            return self._between(start, stop)
+        u = range(len(self))[index]
+        return self._between(u, u + 1)[0]
+
+    def __iter__(self):
+        return iter(self._between(0, len(self)))
+
+    def _between(self, start: int, stop: int) -> list[list[dict]]:
+        import pyarrow as pa
+
+        if stop <= start:
+            return []
+        first = int(self.ends[start - 1]) if start else 0
+        taken = self.order[first:int(self.ends[stop - 1])]
+        counts = self.counts.take(pa.array(taken)).to_pylist() if len(taken) else []
+        masks = [{"size": [h, w], "counts": c}
+                 for h, w, c in zip(self.heights[taken].tolist(), self.widths[taken].tolist(), counts)]
+        bounds = (self.ends[start:stop] - first).tolist()
+        return [masks[a:b] for a, b in zip([0] + bounds[:-1], bounds)]
 
 
 @dataclass
@@ -34,7 +83,7 @@ class Units:
     image_index: np.ndarray
     unit_ids: list[int]
     category: list[str]  # the category of the object in the unit's image
-    gt_masks: list[list[dict]]
+    gt_masks: GroundTruthMasks | list[list[dict]]
     gt_labels: list[np.ndarray]
     predicted_masks: list[list[dict]]
     predicted_labels: list[np.ndarray]
@@ -46,83 +95,128 @@ class Units:
     def __len__(self) -> int:
         return len(self.unit_ids)
 
+    def gt_counts(self) -> np.ndarray:
+        return np.array([len(labels) for labels in self.gt_labels], dtype=np.int64)
 
-def build_units(rows: list[dict], predictions: Mapping[str, dict], table: LabelTable,
+    def predicted_counts(self) -> np.ndarray:
+        return np.array([len(masks) for masks in self.predicted_masks], dtype=np.int64)
+
+
+def build_units(truth: GroundTruthColumns, predictions: Mapping[str, dict], table: LabelTable,
                 options: EvalOptions, recall_table: LabelTable | None = None) -> Units:
-    """One unit per (sample, image), GT and predicted segments routed by ``image_index``.
+    """One unit per (sample, image), GT and predicted segments routed by ``image_index``, in their order.
 
-    ``recall_table`` interns the labels the Recall gate compares when they are not ``table``'s.
+    ``predictions`` have passed ``check_against_ground_truth``. ``recall_table`` interns the labels the
+    Recall gate compares when they are not ``table``'s.
     """
-    sample, image_index, category = [], [], []
-    gt_masks, predicted_masks, scores = [], [], []
-    # Label ids of every unit, unit after unit; each unit's array is a view of these (see _per_unit).
-    gt_ids, predicted_ids, gt_recall_ids, predicted_recall_ids = [], [], [], []
-    gt_ends, predicted_ends = [], []
-    drop_objects = options.gt_masks == "parts-only"
+    starts = truth.image_offsets[:-1]
+    counts = truth.image_counts
+    total = int(truth.image_offsets[-1])
+    sample = np.repeat(np.arange(len(truth), dtype=np.int64), counts)
+    image_index = np.arange(total, dtype=np.int64) - starts[sample]
+    category = ["?"] * total
+    starts_list, counts_list = starts.tolist(), counts.tolist()
+    for row, k, name in zip(truth.object_rows.tolist(), truth.object_image_index.tolist(), truth.object_categories):
+        if 0 <= k < counts_list[row]:  # a later object of the same image wins, as a dict of them would
+            category[starts_list[row] + k] = name
+
+    kept = np.arange(len(truth.segment_rows), dtype=np.int64)
+    if options.gt_masks == "parts-only":
+        part_task = np.isin(truth.tasks, [TASKS.index(task) for task in PART_TASKS])
+        kept = kept[~(truth.segment_is_object & part_task[truth.segment_rows])]
+    gt_rows = truth.segment_rows[kept]
+    gt_labels = [truth.segment_labels[i] for i in kept.tolist()] if len(kept) < len(truth.segment_rows) \
+        else truth.segment_labels
+
+    # The predictions' segments, flat, in ground-truth row order.
+    predicted_rows, predicted_image, predicted_labels, predicted_masks, predicted_scores = [], [], [], [], []
     use_scores = options.ap_scores == "predicted"
+    for number, sample_id in enumerate(truth.sample_ids):
+        prediction = predictions.get(sample_id)
+        if prediction is None or not prediction["segments"]:
+            continue
+        for segment in prediction["segments"]:
+            predicted_rows.append(number)
+            predicted_image.append(segment["image_index"])
+            predicted_labels.append(segment["label"])
+            predicted_masks.append(segment["mask"])
+            if use_scores:
+                predicted_scores.append(float(segment.get("score", 1.0)))
+    predicted_rows = np.array(predicted_rows, dtype=np.int64)
+
+    gt_codes, predicted_codes = _factorize(gt_labels, gt_rows), _factorize(predicted_labels, predicted_rows)
+    gt_ids, predicted_ids = _intern(table, gt_codes, predicted_codes)
     with_recall = recall_table is not None
-    # Labels are interned in the order they are met (row by row, GT before predictions; each table has
-    # its own ids): that order fixes the ids, hence the order in which the text model embeds them. A dict
-    # lookup first saves the call on labels met before, most of them.
-    def route(segments: list[dict], count: int, predicted: bool):
-        """Per image: the segments' masks, label ids (and Recall label ids), in one pass."""
-        masks: list[list[dict]] = [[] for _ in range(count)]
-        ids: list[list[int]] = [[] for _ in range(count)]
-        recall_ids: list[list[int]] | None = [[] for _ in range(count)] if with_recall else None
-        known, intern = table.known(predicted), table.intern
-        if with_recall:
-            recall_known, recall_intern = recall_table.known(predicted), recall_table.intern
-        for segment in segments:
-            k, label = segment["image_index"], segment["label"]
-            masks[k].append(segment["mask"])
-            found = known.get(label)
-            ids[k].append(intern(label, predicted) if found is None else found)
-            if with_recall:
-                found = recall_known.get(label)
-                recall_ids[k].append(recall_intern(label, predicted) if found is None else found)
-        return masks, ids, recall_ids
+    if with_recall:
+        gt_recall_ids, predicted_recall_ids = _intern(recall_table, gt_codes, predicted_codes)
 
-    for number, row in enumerate(rows):
-        count = len(row["images"])
-        segments = row["segments"]
-        if drop_objects and row["task"] in PART_TASKS:
-            segments = [segment for segment in segments if segment["kind"] != "object"]
-        prediction = predictions.get(row["sample_id"])
-        guesses = prediction["segments"] if prediction is not None else []
-        truth, truth_labels, truth_recall = route(segments, count, False)
-        predicted, predicted_labels, predicted_recall = route(guesses, count, True)
-        if use_scores:
-            predicted_scores: list[list[float]] = [[] for _ in range(count)]
-            for segment in guesses:
-                predicted_scores[segment["image_index"]].append(float(segment.get("score", 1.0)))
+    gt_unit = starts[gt_rows] + truth.segment_image_index[kept]
+    gt_order = np.argsort(gt_unit, kind="stable")
+    gt_ends = np.cumsum(np.bincount(gt_unit, minlength=total)).astype(np.int64)
+    predicted_unit = starts[predicted_rows] + np.array(predicted_image, dtype=np.int64)
+    predicted_order = np.argsort(predicted_unit, kind="stable")
+    predicted_ends = np.cumsum(np.bincount(predicted_unit, minlength=total)).astype(np.int64)
+
+    masks = GroundTruthMasks(truth.mask_counts, truth.mask_heights, truth.mask_widths, kept[gt_order], gt_ends)
+    bounds = predicted_ends.tolist()
+    spans = list(zip([0] + bounds[:-1], bounds))
+    ordered_masks = [predicted_masks[i] for i in predicted_order.tolist()]
+    per_unit_masks = [ordered_masks[a:b] for a, b in spans]
+    if use_scores:
+        ordered_scores = [predicted_scores[i] for i in predicted_order.tolist()]
+        scores = [ordered_scores[a:b] for a, b in spans]
+    else:
+        scores = [[1.0] * (b - a) for a, b in spans]
+    return Units(sample, image_index, list(range(1, total + 1)), category, masks,
+                 _per_unit(gt_ids[gt_order], gt_ends), per_unit_masks,
+                 _per_unit(predicted_ids[predicted_order], predicted_ends), scores,
+                 _per_unit(gt_recall_ids[gt_order], gt_ends) if with_recall else None,
+                 _per_unit(predicted_recall_ids[predicted_order], predicted_ends) if with_recall else None)
+
+
+@dataclass
+class _Codes:
+    """One side's labels factorized: per segment the index of its distinct raw label; the distinct labels;
+    and where each is first met (its row, its position in the side's flat list)."""
+
+    codes: np.ndarray
+    distinct: list[str]
+    first_row: np.ndarray
+    first_position: np.ndarray
+
+
+def _factorize(labels: list[str], rows: np.ndarray) -> _Codes:
+    codes: dict[str, int] = {}
+    setdefault = codes.setdefault
+    index = np.fromiter((setdefault(label, len(codes)) for label in labels), dtype=np.int64, count=len(labels))
+    first = np.unique(index, return_index=True)[1].astype(np.int64) if len(index) else np.zeros(0, np.int64)
+    return _Codes(index, list(codes), rows[first], first)
+
+
+def _intern(table: LabelTable, gt: _Codes, predicted: _Codes) -> tuple[np.ndarray, np.ndarray]:
+    """Label ids of the GT and predicted segments. Labels are interned in the order they are met, row by
+    row, GT before predictions (each side has its own raw labels): that order fixes the ids, hence the
+    order in which the text model embeds them. Only a raw label's first occurrence on its side can add
+    a text, so those are interned, in that order."""
+    rows = np.concatenate([gt.first_row, predicted.first_row])
+    side = np.concatenate([np.zeros(len(gt.distinct), np.int64), np.ones(len(predicted.distinct), np.int64)])
+    position = np.concatenate([gt.first_position, predicted.first_position])
+    gt_map = np.zeros(len(gt.distinct), dtype=np.int64)
+    predicted_map = np.zeros(len(predicted.distinct), dtype=np.int64)
+    n = len(gt.distinct)
+    for k in np.lexsort((position, side, rows)).tolist():
+        if k < n:
+            gt_map[k] = table.intern(gt.distinct[k], False)
         else:
-            predicted_scores = [[1.0] * len(masks) for masks in predicted]
-        objects = {obj["image_index"]: obj["category"] for obj in row["objects"]}
-        for k in range(count):
-            sample.append(number)
-            image_index.append(k)
-            category.append(objects.get(k, "?"))
-            gt_masks.append(truth[k])
-            predicted_masks.append(predicted[k])
-            scores.append(predicted_scores[k])
-            gt_ids += truth_labels[k]
-            predicted_ids += predicted_labels[k]
-            if with_recall:
-                gt_recall_ids += truth_recall[k]
-                predicted_recall_ids += predicted_recall[k]
-            gt_ends.append(len(gt_ids))
-            predicted_ends.append(len(predicted_ids))
-    return Units(np.array(sample, dtype=np.int64), np.array(image_index, dtype=np.int64),
-                 list(range(1, len(sample) + 1)), category, gt_masks, _per_unit(gt_ids, gt_ends), predicted_masks,
-                 _per_unit(predicted_ids, predicted_ends), scores,
-                 _per_unit(gt_recall_ids, gt_ends) if with_recall else None,
-                 _per_unit(predicted_recall_ids, predicted_ends) if with_recall else None)
+            predicted_map[k - n] = table.intern(predicted.distinct[k - n], True)
+    return gt_map[gt.codes], predicted_map[predicted.codes]
 
 
-def _per_unit(ids: list[int], ends: list[int]) -> list[np.ndarray]:
+def _per_unit(ids: np.ndarray, ends: np.ndarray) -> list[np.ndarray]:
     """Each unit's label ids as a view of one array (one conversion instead of one per unit)."""
-    flat = np.array(ids, dtype=np.int64)
-    return [flat[start:end] for start, end in zip([0] + ends[:-1], ends)]
+    flat = np.asarray(ids, dtype=np.int64)
+    bounds = ends.tolist()
+    return [flat[start:end] for start, end in zip([0] + bounds[:-1], bounds)]
 
 
 @dataclass
@@ -167,14 +261,15 @@ def score_chunk(job: tuple, bounds: tuple[int, int]) -> ChunkScores:
     """
     start, stop = bounds
     units, options, ss_embeddings, recall_embeddings = job
-    detections, ranked_ious = ap50.evaluate_units(units.gt_masks[start:stop], units.predicted_masks[start:stop],
+    chunk_gt_masks = units.gt_masks[start:stop]  # made once: GroundTruthMasks builds them on each access
+    detections, ranked_ious = ap50.evaluate_units(chunk_gt_masks, units.predicted_masks[start:stop],
                                                   units.scores[start:stop])
     # AP's IoU matrices list detections by descending score, truncated to 100; with equal scores and
     # at most 100 masks that is the file order mIoU and Recall need.
     reuse = options.ap_scores == "constant"
     both, matrices = [], []  # the units with masks on both sides (no pair, no match otherwise), their IoUs
     for offset, u in enumerate(range(start, stop)):
-        predicted, truth = units.predicted_masks[u], units.gt_masks[u]
+        predicted, truth = units.predicted_masks[u], chunk_gt_masks[u - start]
         if not predicted or not truth:
             continue
         both.append(u)
@@ -293,7 +388,8 @@ def score_chunk_by_unit(job: tuple, bounds: tuple[int, int]) -> ChunkScores:
     the two), and the path for IoU matrices holding NaN, which pycocotools never gives."""
     start, stop = bounds
     units, options, ss_embeddings, recall_embeddings = job
-    detections, ranked_ious = ap50.evaluate_units(units.gt_masks[start:stop], units.predicted_masks[start:stop],
+    chunk_gt_masks = units.gt_masks[start:stop]  # made once: GroundTruthMasks builds them on each access
+    detections, ranked_ious = ap50.evaluate_units(chunk_gt_masks, units.predicted_masks[start:stop],
                                                   units.scores[start:stop])
     # AP's IoU matrices list detections by descending score, truncated to 100; with equal scores and
     # at most 100 masks that is the file order mIoU and Recall need.
@@ -302,7 +398,7 @@ def score_chunk_by_unit(job: tuple, bounds: tuple[int, int]) -> ChunkScores:
     matched = np.zeros(stop - start, dtype=np.int64)
     miou_pairs, recall_pairs, label_pairs = Pairs(), Pairs(), Pairs()
     for offset, u in enumerate(range(start, stop)):
-        predicted, truth = units.predicted_masks[u], units.gt_masks[u]
+        predicted, truth = units.predicted_masks[u], chunk_gt_masks[u - start]
         if not predicted or not truth:
             continue  # no pair, no match: the unit scores 0 on mIoU and matches nothing
         shape = (len(predicted), len(truth))
