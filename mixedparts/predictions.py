@@ -330,30 +330,45 @@ def _check_prediction(path: Path, where: str, item: object) -> str:
     if not isinstance(segments, list):
         raise PredictionsError(path, f"must be a list, got {_json_type(segments)}", where=where,
                                sample_id=sample_id, field="segments")
-    for j, segment in enumerate(segments):
-        name = f"segments[{j}]"
-        if not isinstance(segment, dict):
-            raise PredictionsError(path, f"must be an object, got {_json_type(segment)}", where=where,
-                                   sample_id=sample_id, field=name)
-        for key in PREDICTED_SEGMENT_FIELDS:
-            if key not in segment:
-                raise PredictionsError(path, "missing field", where=where, sample_id=sample_id,
-                                       field=f"{name}.{key}")
-        label = segment["label"]
-        if not isinstance(label, str):
-            raise PredictionsError(path, f"label must be a string, got {_json_type(label)}", where=where,
-                                   sample_id=sample_id, field=f"{name}.label")
-        _check_text(path, label, where=where, sample_id=sample_id, field=f"{name}.label")
-        index = segment["image_index"]
-        if not _is_int(index) or index < 0:
-            raise PredictionsError(path, f"image_index must be a non-negative integer, got {_short(index)}",
-                                   where=where, sample_id=sample_id, field=f"{name}.image_index")
-        if "score" in segment:
-            score = segment["score"]
-            if not _is_number(score) or not math.isfinite(score):
-                raise PredictionsError(path, f"score must be a finite number, got {_short(score)}", where=where,
-                                       sample_id=sample_id, field=f"{name}.score")
+    _check_segments(path, where, sample_id, segments)
     return sample_id
+
+
+def _check_segments(path: Path, where: str, sample_id: str, segments: list) -> None:
+    for j, segment in enumerate(segments):
+        # The common case in a few type tests; anything else takes the checks that name the problem.
+        if type(segment) is not dict or not _SEGMENT_REQUIRED <= segment.keys():
+            _check_segment(path, where, sample_id, j, segment)
+            continue
+        label, index = segment["label"], segment["image_index"]
+        if (type(label) is not str or not (label.isascii() or _is_text(label)) or type(index) is not int
+                or index < 0 or ("score" in segment and not _is_finite_number(segment["score"]))):
+            _check_segment(path, where, sample_id, j, segment)
+
+
+def _check_segment(path: Path, where: str, sample_id: str, j: int, segment: object) -> None:
+    name = f"segments[{j}]"
+    if not isinstance(segment, dict):
+        raise PredictionsError(path, f"must be an object, got {_json_type(segment)}", where=where,
+                               sample_id=sample_id, field=name)
+    for key in PREDICTED_SEGMENT_FIELDS:
+        if key not in segment:
+            raise PredictionsError(path, "missing field", where=where, sample_id=sample_id,
+                                   field=f"{name}.{key}")
+    label = segment["label"]
+    if not isinstance(label, str):
+        raise PredictionsError(path, f"label must be a string, got {_json_type(label)}", where=where,
+                               sample_id=sample_id, field=f"{name}.label")
+    _check_text(path, label, where=where, sample_id=sample_id, field=f"{name}.label")
+    index = segment["image_index"]
+    if not _is_int(index) or index < 0:
+        raise PredictionsError(path, f"image_index must be a non-negative integer, got {_short(index)}",
+                               where=where, sample_id=sample_id, field=f"{name}.image_index")
+    if "score" in segment:
+        score = segment["score"]
+        if not _is_number(score) or not math.isfinite(score):
+            raise PredictionsError(path, f"score must be a finite number, got {_short(score)}", where=where,
+                                   sample_id=sample_id, field=f"{name}.score")
 
 
 def check_against_ground_truth(predictions: Predictions, images: Mapping[str, list[tuple[int, int]]],
@@ -581,6 +596,21 @@ def _first_value(text: str) -> tuple[object, bool]:
 
 def _reason(error: BaseException) -> str:
     return "nested too deeply" if isinstance(error, RecursionError) else str(error)
+
+
+_SEGMENT_REQUIRED = frozenset(PREDICTED_SEGMENT_FIELDS)
+
+
+def _is_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_finite_number(value: object) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
 
 
 def _is_int(value: object) -> bool:

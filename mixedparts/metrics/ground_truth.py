@@ -91,7 +91,7 @@ class GroundTruthColumns:
     segment_rows: np.ndarray
     segment_image_index: np.ndarray
     segment_is_object: np.ndarray  # bool: kind "object"
-    segment_labels: list[str]
+    segment_labels: object  # a pyarrow string array
     mask_heights: np.ndarray
     mask_widths: np.ndarray
     mask_counts: object  # a pyarrow string array, one RLE per segment
@@ -135,7 +135,8 @@ class GroundTruthColumns:
                    np.concatenate([[0], np.cumsum(image_counts, dtype=np.int64)]).astype(np.int64),
                    _int64(heights), _int64(widths), _int64(object_rows), _int64(object_image_index),
                    object_categories, _int64(segment_rows), _int64(segment_image_index),
-                   np.array([kind == "object" for kind in kinds], dtype=bool), labels, _int64(mask_heights),
+                   np.array([kind == "object" for kind in kinds], dtype=bool), pa.array(labels, type=pa.string()),
+                   _int64(mask_heights),
                    _int64(mask_widths), _one_array(pa.array(counts, type=pa.string())))
 
     @classmethod
@@ -196,7 +197,7 @@ class GroundTruthColumns:
                    arrays["object_categories"].to_pylist(), _numpy(arrays["segment_rows"]),
                    _numpy(arrays["segment_image_index"]),
                    _numpy(pc.equal(arrays["segment_kinds"], "object")).astype(bool),
-                   arrays["segment_labels"].to_pylist(), size_values[:, 0].copy(), size_values[:, 1].copy(),
+                   _one_array(arrays["segment_labels"]), size_values[:, 0].copy(), size_values[:, 1].copy(),
                    counts)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pyarrow as pa
 from pycocotools import mask as mask_utils
 
 from mixedparts.forking import available_cores, can_fork, chunk_bounds, fork_map
@@ -64,8 +65,6 @@ class GroundTruthMasks:
         return iter(self._between(0, len(self)))
 
     def _between(self, start: int, stop: int) -> list[list[dict]]:
-        import pyarrow as pa
-
         if stop <= start:
             return []
         first = int(self.ends[start - 1]) if start else 0
@@ -125,8 +124,9 @@ def build_units(truth: GroundTruthColumns, predictions: Mapping[str, dict], tabl
         part_task = np.isin(truth.tasks, [TASKS.index(task) for task in PART_TASKS])
         kept = kept[~(truth.segment_is_object & part_task[truth.segment_rows])]
     gt_rows = truth.segment_rows[kept]
-    gt_labels = [truth.segment_labels[i] for i in kept.tolist()] if len(kept) < len(truth.segment_rows) \
-        else truth.segment_labels
+    gt_labels = truth.segment_labels
+    if len(kept) < len(truth.segment_rows):
+        gt_labels = gt_labels.take(pa.array(kept))
 
     # The predictions' segments, flat, in ground-truth row order.
     predicted_rows, predicted_image, predicted_labels, predicted_masks, predicted_scores = [], [], [], [], []
@@ -144,7 +144,7 @@ def build_units(truth: GroundTruthColumns, predictions: Mapping[str, dict], tabl
                 predicted_scores.append(float(segment.get("score", 1.0)))
     predicted_rows = np.array(predicted_rows, dtype=np.int64)
 
-    gt_codes, predicted_codes = _factorize(gt_labels, gt_rows), _factorize(predicted_labels, predicted_rows)
+    gt_codes, predicted_codes = _encoded(gt_labels, gt_rows), _factorize(predicted_labels, predicted_rows)
     gt_ids, predicted_ids = _intern(table, gt_codes, predicted_codes)
     with_recall = recall_table is not None
     if with_recall:
@@ -191,6 +191,14 @@ def _factorize(labels: list[str], rows: np.ndarray) -> _Codes:
     index = np.fromiter((setdefault(label, len(codes)) for label in labels), dtype=np.int64, count=len(labels))
     first = np.unique(index, return_index=True)[1].astype(np.int64) if len(index) else np.zeros(0, np.int64)
     return _Codes(index, list(codes), rows[first], first)
+
+
+def _encoded(labels, rows: np.ndarray) -> _Codes:
+    """:func:`_factorize` of a pyarrow string array, by Arrow."""
+    encoded = labels.dictionary_encode()
+    index = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    first = np.unique(index, return_index=True)[1].astype(np.int64) if len(index) else np.zeros(0, np.int64)
+    return _Codes(index, encoded.dictionary.to_pylist(), rows[first], first)
 
 
 def _intern(table: LabelTable, gt: _Codes, predicted: _Codes) -> tuple[np.ndarray, np.ndarray]:
