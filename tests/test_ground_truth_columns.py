@@ -18,6 +18,7 @@ import pytest
 from metrics_helpers import make_rows, minilm, oracle_predictions, write_parquet_dataset  # noqa: F401 (a fixture)
 from mixedparts.metrics.ground_truth import (GroundTruth, GroundTruthColumns, GroundTruthError, _check_rows,
                                             load_ground_truth)
+from mixedparts.errors import MixedPartsError
 from mixedparts.metrics.options import EvalOptions
 from mixedparts.metrics.semantic import LabelTable
 from mixedparts.metrics.units import PART_TASKS, build_units
@@ -194,3 +195,31 @@ def test_evaluating_a_folder_or_its_rows_gives_the_same_result(tmp_path, minilm)
         from_rows = evaluate(rows, predictions, options, embedder=minilm).to_dict()
         assert from_folder.pop("ground_truth") == str(folder) and from_rows.pop("ground_truth") == "<rows>"
         assert from_folder == from_rows
+
+
+def _widened(data_type):
+    """The type with 64-bit offsets and integers, as other Arrow writers (or ``datasets``) may hand them."""
+    if pa.types.is_string(data_type):
+        return pa.large_string()
+    if pa.types.is_list(data_type):
+        return pa.large_list(_widened(data_type.value_type))
+    if pa.types.is_struct(data_type):
+        return pa.struct([pa.field(f.name, _widened(f.type)) for f in data_type])
+    return pa.int64() if pa.types.is_int32(data_type) else data_type
+
+
+def test_columns_of_wider_arrow_types_and_of_an_empty_table(tmp_path):
+    from mixedparts.metrics.evaluate import evaluate
+    from mixedparts.metrics.ground_truth import SCORING_FIELDS
+
+    rows = awkward_rows()
+    table = pa.Table.from_pylist(rows, schema=SAMPLE_FEATURES.arrow_schema).select(list(SCORING_FIELDS))
+    wide = table.cast(pa.schema([pa.field(f.name, _widened(f.type)) for f in table.schema]))
+    assert_same_columns(GroundTruthColumns.from_tables([wide, wide.slice(0, 0)], "<wide>", "test"),
+                        GroundTruth(rows, "test", "<rows>").columns)
+
+    empty = GroundTruthColumns.from_tables([table.slice(0, 0)], "<empty>", "test")
+    assert len(empty) == 0 and empty.image_offsets.tolist() == [0]
+    folder = write_parquet_dataset([], tmp_path / "empty")
+    with pytest.raises(MixedPartsError, match="holds no samples"):
+        evaluate(load_ground_truth(folder, "test"), [])

@@ -232,6 +232,13 @@ def _int64(values: list) -> np.ndarray:
     return np.array(values, dtype=np.int64) if values else np.zeros(0, dtype=np.int64)
 
 
+def _all(flags) -> bool:
+    """Whether every flag is true (Arrow's ``all`` of no values is null)."""
+    import pyarrow.compute as pc
+
+    return len(flags) == 0 or bool(pc.all(flags).as_py())
+
+
 def _bulk_problem(arrays: dict, split: str) -> str | None:
     """What is wrong when the columns fail a check of :func:`_check_rows` or hold nulls where scoring
     needs values; None when they are fine. It only detects: the rows, checked one by one, name the sample."""
@@ -243,13 +250,13 @@ def _bulk_problem(arrays: dict, split: str) -> str | None:
             return f"null values in the ground truth's {name.replace('_', ' ')}"
     if pc.count_distinct(arrays["sample_ids"]).as_py() != len(arrays["sample_ids"]):
         return "duplicate sample ids"
-    if not pc.all(pc.equal(arrays["splits"], split)).as_py():
+    if not _all(pc.equal(arrays["splits"], split)):
         return f"samples not in split {split!r}"
-    if not pc.all(pc.is_in(arrays["tasks"], pa.array(TASKS))).as_py():
+    if not _all(pc.is_in(arrays["tasks"], pa.array(TASKS))):
         return "an unknown task"
-    if not pc.all(pc.is_in(arrays["segment_kinds"], pa.array(SEGMENT_KINDS))).as_py():
+    if not _all(pc.is_in(arrays["segment_kinds"], pa.array(SEGMENT_KINDS))):
         return "an unknown segment kind"
-    if len(arrays["mask_sizes"]) and not pc.all(pc.equal(pc.list_value_length(arrays["mask_sizes"]), 2)).as_py():
+    if not _all(pc.equal(pc.list_value_length(arrays["mask_sizes"]), 2)):
         return "a mask size that is not [height, width]"
     counts = _numpy(arrays["image_counts"])
     index = _numpy(arrays["segment_image_index"])
