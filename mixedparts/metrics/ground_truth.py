@@ -91,10 +91,11 @@ class GroundTruthColumns:
     segment_rows: np.ndarray
     segment_image_index: np.ndarray
     segment_is_object: np.ndarray  # bool: kind "object"
-    segment_labels: object  # a pyarrow string array
-    mask_heights: np.ndarray
-    mask_widths: np.ndarray
-    mask_counts: object  # a pyarrow string array, one RLE per segment
+    segment_labels: object  # a pyarrow string array (read from a dataset) or a list of strings (from rows)
+    mask_heights: np.ndarray | None = None  # read from a dataset: the RLEs' sizes and strings, per segment
+    mask_widths: np.ndarray | None = None
+    mask_counts: object = None  # a pyarrow string array
+    mask_dicts: list[dict] | None = None  # made from rows: the rows' own RLE dicts, per segment
 
     def __len__(self) -> int:
         return len(self.sample_ids)
@@ -105,39 +106,24 @@ class GroundTruthColumns:
 
     @classmethod
     def from_rows(cls, rows: list[dict]) -> GroundTruthColumns:
-        """Columns of rows that passed :func:`_check_rows`."""
-        import pyarrow as pa
-
-        image_counts, heights, widths = [], [], []
-        object_rows, object_image_index, object_categories = [], [], []
-        segment_rows, segment_image_index, kinds, labels, mask_heights, mask_widths, counts = \
-            [], [], [], [], [], [], []
-        for number, row in enumerate(rows):
-            image_counts.append(len(row["images"]))
-            for image in row["images"]:
-                heights.append(image["height"])
-                widths.append(image["width"])
-            for obj in row["objects"]:
-                object_rows.append(number)
-                object_image_index.append(obj["image_index"])
-                object_categories.append(obj["category"])
-            for segment in row["segments"]:
-                segment_rows.append(number)
-                segment_image_index.append(segment["image_index"])
-                kinds.append(segment["kind"])
-                labels.append(segment["label"])
-                size = segment["mask"]["size"]
-                mask_heights.append(size[0])
-                mask_widths.append(size[1])
-                counts.append(segment["mask"]["counts"])
-        return cls([row["sample_id"] for row in rows], [row["source"] for row in rows],
-                   np.array([TASKS.index(row["task"]) for row in rows], dtype=np.int64),
-                   np.concatenate([[0], np.cumsum(image_counts, dtype=np.int64)]).astype(np.int64),
-                   _int64(heights), _int64(widths), _int64(object_rows), _int64(object_image_index),
-                   object_categories, _int64(segment_rows), _int64(segment_image_index),
-                   np.array([kind == "object" for kind in kinds], dtype=bool), pa.array(labels, type=pa.string()),
-                   _int64(mask_heights),
-                   _int64(mask_widths), _one_array(pa.array(counts, type=pa.string())))
+        """Columns of rows that passed :func:`_check_rows`; the masks stay the rows' own dicts."""
+        # One pass over each kind of record, transposed by zip: each dict is visited once (the rows'
+        # dicts lie scattered in memory, so every further pass over them costs as much again).
+        per_row = [(row["sample_id"], row["source"], TASKS.index(row["task"]), len(row["images"]),
+                    len(row["objects"]), len(row["segments"])) for row in rows]
+        sample_ids, sources, tasks, image_counts, object_counts, segment_counts = _transposed(per_row, 6)
+        heights, widths = _transposed([(image["height"], image["width"])
+                                       for row in rows for image in row["images"]], 2)
+        object_image_index, categories = _transposed([(obj["image_index"], obj["category"])
+                                                      for row in rows for obj in row["objects"]], 2)
+        segment_image_index, is_object, labels, masks = _transposed(
+            [(segment["image_index"], segment["kind"] == "object", segment["label"], segment["mask"])
+             for row in rows for segment in row["segments"]], 4)
+        return cls(sample_ids, sources, _int64(tasks),
+                   np.concatenate([[0], np.cumsum(_int64(image_counts))]).astype(np.int64),
+                   _int64(heights), _int64(widths), _repeat_rows(object_counts), _int64(object_image_index),
+                   categories, _repeat_rows(segment_counts), _int64(segment_image_index),
+                   np.array(is_object, dtype=bool), labels, mask_dicts=masks)
 
     @classmethod
     def from_tables(cls, tables: list, origin: str, split: str) -> GroundTruthColumns:
@@ -226,6 +212,16 @@ def _parent_rows(lists, base: int):
 
 def _numpy(array) -> np.ndarray:
     return np.asarray(array.to_numpy(zero_copy_only=False), dtype=np.int64) if len(array) else np.zeros(0, np.int64)
+
+
+def _transposed(records: list[tuple], fields: int) -> list[list]:
+    """Columns of a list of equal-length tuples."""
+    return [list(column) for column in zip(*records)] if records else [[] for _ in range(fields)]
+
+
+def _repeat_rows(counts: list[int]) -> np.ndarray:
+    """Each row's index, repeated as many times as it has items."""
+    return np.repeat(np.arange(len(counts), dtype=np.int64), _int64(counts))
 
 
 def _int64(values: list) -> np.ndarray:

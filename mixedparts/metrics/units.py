@@ -40,9 +40,8 @@ class GroundTruthMasks:
     No Python object exists per mask until then, so the split's masks cost one Arrow array, and each
     scoring worker makes the dicts of its own units."""
 
-    def __init__(self, counts, heights: np.ndarray, widths: np.ndarray, order: np.ndarray, ends: np.ndarray):
-        self.counts = counts  # pyarrow strings, one per GT segment
-        self.heights, self.widths = heights, widths
+    def __init__(self, truth: GroundTruthColumns, order: np.ndarray, ends: np.ndarray):
+        self.truth = truth
         self.order = order  # the segments taken, unit after unit
         self.ends = ends  # unit u's are order[ends[u - 1]:ends[u]]
 
@@ -69,9 +68,13 @@ class GroundTruthMasks:
             return []
         first = int(self.ends[start - 1]) if start else 0
         taken = self.order[first:int(self.ends[stop - 1])]
-        counts = self.counts.take(pa.array(taken)).to_pylist() if len(taken) else []
-        masks = [{"size": [h, w], "counts": c}
-                 for h, w, c in zip(self.heights[taken].tolist(), self.widths[taken].tolist(), counts)]
+        truth = self.truth
+        if truth.mask_dicts is not None:
+            masks = [truth.mask_dicts[i] for i in taken.tolist()]
+        else:
+            counts = truth.mask_counts.take(pa.array(taken)).to_pylist() if len(taken) else []
+            masks = [{"size": [h, w], "counts": c}
+                     for h, w, c in zip(truth.mask_heights[taken].tolist(), truth.mask_widths[taken].tolist(), counts)]
         bounds = (self.ends[start:stop] - first).tolist()
         return [masks[a:b] for a, b in zip([0] + bounds[:-1], bounds)]
 
@@ -125,8 +128,9 @@ def build_units(truth: GroundTruthColumns, predictions: Mapping[str, dict], tabl
         kept = kept[~(truth.segment_is_object & part_task[truth.segment_rows])]
     gt_rows = truth.segment_rows[kept]
     gt_labels = truth.segment_labels
+    from_arrow = isinstance(gt_labels, (pa.Array, pa.ChunkedArray))
     if len(kept) < len(truth.segment_rows):
-        gt_labels = gt_labels.take(pa.array(kept))
+        gt_labels = gt_labels.take(pa.array(kept)) if from_arrow else [gt_labels[i] for i in kept.tolist()]
 
     # The predictions' segments, flat, in ground-truth row order.
     predicted_rows, predicted_image, predicted_labels, predicted_masks, predicted_scores = [], [], [], [], []
@@ -144,7 +148,8 @@ def build_units(truth: GroundTruthColumns, predictions: Mapping[str, dict], tabl
                 predicted_scores.append(float(segment.get("score", 1.0)))
     predicted_rows = np.array(predicted_rows, dtype=np.int64)
 
-    gt_codes, predicted_codes = _encoded(gt_labels, gt_rows), _factorize(predicted_labels, predicted_rows)
+    gt_codes = _encoded(gt_labels, gt_rows) if from_arrow else _factorize(gt_labels, gt_rows)
+    predicted_codes = _factorize(predicted_labels, predicted_rows)
     gt_ids, predicted_ids = _intern(table, gt_codes, predicted_codes)
     with_recall = recall_table is not None
     if with_recall:
@@ -157,7 +162,7 @@ def build_units(truth: GroundTruthColumns, predictions: Mapping[str, dict], tabl
     predicted_order = np.argsort(predicted_unit, kind="stable")
     predicted_ends = np.cumsum(np.bincount(predicted_unit, minlength=total)).astype(np.int64)
 
-    masks = GroundTruthMasks(truth.mask_counts, truth.mask_heights, truth.mask_widths, kept[gt_order], gt_ends)
+    masks = GroundTruthMasks(truth, kept[gt_order], gt_ends)
     bounds = predicted_ends.tolist()
     spans = list(zip([0] + bounds[:-1], bounds))
     ordered_masks = [predicted_masks[i] for i in predicted_order.tolist()]
