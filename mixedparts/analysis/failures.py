@@ -79,8 +79,9 @@ def analyse(details) -> Failures:
     gt = defaultdict(list)
     predicted = defaultdict(list)
     recall_matched = np.zeros(len(units), dtype=np.int64)
+    gt_masks = units.gt_masks[0:len(units)]  # made once: the ground truth's are built on each access
     for u in range(len(units)):
-        masks_p, masks_g = units.predicted_masks[u], units.gt_masks[u]
+        masks_p, masks_g = units.predicted_masks[u], gt_masks[u]
         labels_p, labels_g = units.predicted_labels[u], units.gt_labels[u]
         if masks_p and masks_g:
             iou = np.asarray(mask_utils.iou(masks_p, masks_g, [0] * len(masks_g)), dtype=float)
