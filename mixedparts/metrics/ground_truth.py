@@ -14,9 +14,9 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-from pathlib import Path
 
 from mixedparts.atomic import atomic_output
 from mixedparts.errors import MixedPartsError
@@ -50,8 +50,7 @@ class GroundTruth:
     @property
     def rows(self) -> list[dict]:
         if self._rows is None:
-            with cyclic_gc_paused():
-                self._rows = [row for table in self._tables for row in table.to_pylist()]
+            self._rows = _rows_of(self._tables)
         return self._rows
 
     @property
@@ -76,8 +75,9 @@ class GroundTruth:
 @dataclass
 class GroundTruthColumns:
     """The scoring fields of a split's rows as flat arrays, row after row: per sample, per image, per
-    object and per segment (in row order, then the row's own order). Masks stay RLE strings in one
-    Arrow array, so no Python object is made per segment until a scoring worker needs its masks."""
+    object and per segment (in row order, then the row's own order). Read from a dataset, labels and
+    RLE strings stay Arrow arrays, so no Python object is made per segment until a scoring worker
+    needs its masks; made from rows, the masks are the rows' own dicts."""
 
     sample_ids: list[str]
     sources: list[str]
@@ -132,6 +132,8 @@ class GroundTruthColumns:
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        if not tables:
+            return cls.from_rows([])
         parts: dict[str, list] = {name: [] for name in (
             "sample_ids", "sources", "tasks", "splits", "image_counts", "image_heights", "image_widths",
             "object_rows", "object_image_index", "object_categories", "segment_rows", "segment_image_index",
@@ -162,15 +164,10 @@ class GroundTruthColumns:
             parts["mask_sizes"].append(mask_fields["size"])
             parts["mask_counts"].append(mask_fields["counts"])
             base += table.num_rows
-        arrays = {name: pa.chunked_array(chunks, type=chunks[0].type) if chunks else None
-                  for name, chunks in parts.items()}
-        if not tables:
-            return cls.from_rows([])
+        arrays = {name: pa.chunked_array(chunks, type=chunks[0].type) for name, chunks in parts.items()}
         problem = _bulk_problem(arrays, split)
         if problem is not None:
-            with cyclic_gc_paused():
-                rows = [row for table in tables for row in table.to_pylist()]
-            _check_rows(rows, origin, split)  # names the sample
+            _check_rows(_rows_of(tables), origin, split)  # names the sample
             raise GroundTruthError(f"{origin}: {problem}")
         sizes = arrays["mask_sizes"]
         size_values = _numpy(pc.list_flatten(sizes)).reshape(-1, 2)
@@ -185,6 +182,11 @@ class GroundTruthColumns:
                    _numpy(pc.equal(arrays["segment_kinds"], "object")).astype(bool),
                    _one_array(arrays["segment_labels"]), size_values[:, 0].copy(), size_values[:, 1].copy(),
                    counts)
+
+
+def _rows_of(tables: list) -> list[dict]:
+    with cyclic_gc_paused():
+        return [row for table in tables for row in table.to_pylist()]
 
 
 def _one_array(strings):
@@ -260,6 +262,7 @@ def _bulk_problem(arrays: dict, split: str) -> str | None:
     if ((index < 0) | (index >= counts[rows])).any():
         return "a segment's image_index out of range"
     return None
+
 
 @cyclic_gc_paused()  # millions of small acyclic dicts and lists (see mixedparts.gc_pause)
 def load_ground_truth(data: str | os.PathLike | None = None, split: str = "test",

@@ -48,9 +48,6 @@ class GroundTruthMasks:
     def __len__(self) -> int:
         return len(self.ends)
 
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.ends, prepend=0)
-
     def __getitem__(self, index):
         if isinstance(index, slice):
             start, stop, step = index.indices(len(self))
@@ -194,16 +191,19 @@ def _factorize(labels: list[str], rows: np.ndarray) -> _Codes:
     codes: dict[str, int] = {}
     setdefault = codes.setdefault
     index = np.fromiter((setdefault(label, len(codes)) for label in labels), dtype=np.int64, count=len(labels))
-    first = np.unique(index, return_index=True)[1].astype(np.int64) if len(index) else np.zeros(0, np.int64)
-    return _Codes(index, list(codes), rows[first], first)
+    return _codes(index, list(codes), rows)
 
 
 def _encoded(labels, rows: np.ndarray) -> _Codes:
     """:func:`_factorize` of a pyarrow string array, by Arrow."""
     encoded = labels.dictionary_encode()
-    index = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return _codes(encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), encoded.dictionary.to_pylist(),
+                  rows)
+
+
+def _codes(index: np.ndarray, distinct: list[str], rows: np.ndarray) -> _Codes:
     first = np.unique(index, return_index=True)[1].astype(np.int64) if len(index) else np.zeros(0, np.int64)
-    return _Codes(index, encoded.dictionary.to_pylist(), rows[first], first)
+    return _Codes(index, distinct, rows[first], first)
 
 
 def _intern(table: LabelTable, gt: _Codes, predicted: _Codes) -> tuple[np.ndarray, np.ndarray]:
