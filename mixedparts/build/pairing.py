@@ -48,7 +48,12 @@ class UniformStream:
         return value
 
     def pick(self, sequence):
-        return sequence[int(self() * len(sequence))]
+        """An item of ``sequence``: a list, as indexing a numpy array costs a scalar object per draw."""
+        if self.position == self.block:
+            self.values, self.position = self.rng.random(self.block).tolist(), 0
+        value = self.values[self.position]
+        self.position += 1
+        return sequence[int(value * len(sequence))]
 
 
 def shuffled(items: tuple, uniform: UniformStream) -> tuple:
@@ -108,9 +113,13 @@ class Plan:
                         zip(*[iter(objects)] * k)))
 
     def subset(self, rows) -> Plan:
+        """The plan of ``rows`` (indices, in that order)."""
+        rows = np.asarray(rows, dtype=np.int64)
         chosen = Plan(self.k)
-        for i in rows:
-            chosen.append(*self.row(int(i)))
+        # memoryview: numpy reads the arrays' own item types.
+        chosen.pool_index.frombytes(np.asarray(memoryview(self.pool_index))[rows].tobytes())
+        chosen.task.frombytes(np.asarray(memoryview(self.task))[rows].tobytes())
+        chosen.objects.frombytes(np.asarray(memoryview(self.objects)).reshape(-1, self.k)[rows].tobytes())
         return chosen
 
 
@@ -122,34 +131,40 @@ def plan_pool(pool: Pool, pool_index: int, options: BuildOptions, rng: np.random
     category_of, parts_of, image_of = pool.object_category, pool.object_parts, pool.object_image
     present_of = pool.object_present
     usage = [0] * len(pool)
-    pair_counts: Counter = Counter()
+    cap_per_object, cap_per_pair = options.cap_per_object, options.cap_per_category_pair
+    same_category_fraction = options.same_category_fraction
+    pair_counts: dict = {}  # a dict's get: Counter's lookup of a missing key is a Python-level call
     seen: set = set()
     counts: Counter = Counter()
     uniform = UniformStream(rng)
-    n = len(pool)
+    pick = uniform.pick
+
+    sorted_parts = [sorted(parts) for parts in parts_of]  # what is common before the first partner
 
     def draw_partners(anchor: int, task: int) -> tuple[int, ...] | None:
         chosen = [anchor]
         images = {image_of[anchor]}
-        running_common = parts_of[anchor]
-        same = task == COMMON_OBJECT or uniform() < options.same_category_fraction
-        for _ in range(k - 1):
+        running_common = None  # parts_of[anchor] until a partner is added, kept sorted in sorted_parts
+        same = task == COMMON_OBJECT or uniform() < same_category_fraction
+        for step in range(1, k):
             if same:
                 candidates = by_category[category_of[anchor]]
             else:
-                if not running_common:
+                common = sorted_parts[anchor] if running_common is None else sorted(running_common)
+                if not common:
                     return None
                 # Partners that share a part with what is common so far stay comparable objects.
-                candidates = by_part[uniform.pick(sorted(running_common))]
-            partner = int(uniform.pick(candidates))
-            if image_of[partner] in images or usage[partner] >= options.cap_per_object:
+                candidates = by_part[pick(common)]
+            partner = pick(candidates)
+            if image_of[partner] in images or usage[partner] >= cap_per_object:
                 return None
             chosen.append(partner)
-            images.add(image_of[partner])
-            running_common = running_common & parts_of[partner]
+            if step < k - 1:  # the last partner's intersection would go unused
+                images.add(image_of[partner])
+                running_common = (parts_of[anchor] if running_common is None else running_common) & parts_of[partner]
         return tuple(chosen)
 
-    for anchor in rng.permutation(n).tolist():
+    for anchor in rng.permutation(len(pool)).tolist():
         if progress is not None:
             progress.update(1)
         for task in range(len(TASKS)):
@@ -160,25 +175,23 @@ def plan_pool(pool: Pool, pool_index: int, options: BuildOptions, rng: np.random
             wanted = options.partners_per_anchor[TASKS[task]]
             got = 0
             for _ in range(wanted * TRIES_PER_WANTED):
-                if got == wanted or usage[anchor] >= options.cap_per_object:
+                if got == wanted or usage[anchor] >= cap_per_object:
                     break
                 objects = draw_partners(anchor, task)
                 if objects is None:
                     continue
-                key = task
-                for obj in sorted(objects):
-                    key = key * n + obj
+                key = (task, *sorted(objects))
                 if key in seen:
                     continue
                 categories = [category_of[o] for o in objects]
-                pair = (task, tuple(sorted(categories)))
-                if pair_counts[pair] >= options.cap_per_category_pair:
+                pair = (task, *sorted(categories))
+                if pair_counts.get(pair, 0) >= cap_per_pair:
                     continue
                 if not satisfies(task, categories, [parts_of[o] for o in objects],
                                  [present_of[o] for o in objects]):
                     continue
                 seen.add(key)
-                pair_counts[pair] += 1
+                pair_counts[pair] = pair_counts.get(pair, 0) + 1
                 for obj in objects:
                     usage[obj] += 1
                 plan.append(pool_index, task, shuffled(objects, uniform))

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from mixedparts.sources.records import ImageRecord
 
@@ -77,16 +76,16 @@ class Pool:
     def __len__(self) -> int:
         return len(self.object_image)
 
-    def index(self) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
-        """Objects by category and by part-name id, in object order."""
+    def index(self) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+        """Objects by category and by part-name id, in object order (lists: the pairing indexes them
+        millions of times, and a numpy array's item costs a scalar object each time)."""
         by_category: dict[int, list[int]] = defaultdict(list)
         by_part: dict[int, list[int]] = defaultdict(list)
         for obj, (category, parts) in enumerate(zip(self.object_category, self.object_parts)):
             by_category[category].append(obj)
             for part in parts:
                 by_part[part].append(obj)
-        as_arrays = lambda d: {k: np.asarray(v, dtype=np.int64) for k, v in d.items()}  # noqa: E731
-        return as_arrays(by_category), as_arrays(by_part)
+        return dict(by_category), dict(by_part)
 
 
 def build_pools(images, source: str, split_of, part_presence: str = "all-annotations") -> dict[str, Pool]:
