@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 from collections import Counter
 
 import numpy as np
@@ -23,29 +24,50 @@ from mixedparts.sources import open_readers
 from mixedparts.sources.coco import segmentation_to_rle, well_formed_rle_strings
 
 
-def test_sample_rng_is_the_stream_of_default_rng_over_the_key_bytes():
+def _same_draws(expected: np.random.Generator, got, choices: random.Random, steps: int = 12) -> None:
+    """numpy's own Generator is the reference: a random mix of every draw the wording makes, so 32-bit
+    draws (integers, permutation) and 64-bit ones (random) interleave and the kept half-words matter."""
+    for _ in range(steps):
+        kind = choices.randrange(3)
+        if kind == 0:
+            high = choices.choice([1, 2, 3, 4, 5, 7, 13, 100, 1000, 2**31 + 5, 2**32 - 1, 2**32])
+            assert got.integers(high) == int(expected.integers(high)), high
+        elif kind == 1:
+            assert got.random() == expected.random()
+        else:
+            n = choices.choice([0, 1, 2, 3, 5, 9, 17, 40, 300])
+            assert got.permutation(n) == expected.permutation(n).tolist(), n
+
+
+def test_sample_rng_draws_as_default_rng_over_the_key_bytes():
+    choices = random.Random(0)
     for i in range(300):
         key = hashlib.blake2b(str(i).encode(), digest_size=16).digest()
         expected, got = np.random.default_rng(list(key)), sample_rng(key)
-        assert got.bit_generator.state == expected.bit_generator.state
-        assert got.integers(1000, size=5).tolist() == expected.integers(1000, size=5).tolist()
+        assert (got.state, got.increment) == tuple(expected.bit_generator.state["state"].values())
+        _same_draws(expected, got, choices)
     zeros = bytes(16)  # trailing zero bytes still count as words
     assert sample_rng(zeros).random() == np.random.default_rng(list(zeros)).random()
 
 
-def test_streams_seeded_together_are_default_rngs_over_each_key():
+def test_streams_seeded_together_draw_as_default_rngs_over_each_key():
     keys = [hashlib.blake2b(str(i).encode(), digest_size=16).digest() for i in range(3000)]
     keys += [bytes(16), b"\xff" * 16, bytes(range(16))]
     streams = SampleStreams(keys)
-    for i in [*range(len(keys)), 7, 0]:  # re-pointing the shared generator back at an earlier row
-        expected, got = np.random.default_rng(list(keys[i])), streams.stream(i)
-        assert got.bit_generator.state == expected.bit_generator.state
-        # every kind of draw the wording makes, in an order that mixes 32- and 64-bit outputs
-        assert got.integers(3) == expected.integers(3) and got.random() == expected.random()
-        assert got.permutation(5).tolist() == expected.permutation(5).tolist()
-        assert got.integers(4) == expected.integers(4)
+    choices = random.Random(1)
+    for i in [*range(len(keys)), 7, 0]:  # a stream asked for again starts over
+        _same_draws(np.random.default_rng(list(keys[i])), streams.stream(i), choices, steps=6)
     short = [b"\x01\x02", b"\x03\x04"]  # fewer words than SeedSequence's pool
-    assert SampleStreams(short).stream(1).bit_generator.state == np.random.default_rng([3, 4]).bit_generator.state
+    _same_draws(np.random.default_rng([3, 4]), SampleStreams(short).stream(1), choices)
+
+
+def test_wording_stream_refuses_bounds_numpy_would_draw_differently():
+    stream = sample_rng(bytes(16))
+    for bad in (0, -1, 2**32 + 1):
+        with pytest.raises(ValueError):
+            stream.integers(bad)
+    with pytest.raises(ValueError):
+        stream.permutation(-1)
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,9 @@ templates use only "the". Labels in ``segments`` stay bare; only the answer text
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
-import numpy as np
-
+from mixedparts.build.seeding import WordingStream
 from mixedparts.markup import grounded
 
 COUNT_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
@@ -72,16 +71,16 @@ def join_list(items: list[str]) -> str:
     return ", ".join(items[:-1]) + ", and " + items[-1]
 
 
-@dataclass(frozen=True)
-class Label:
-    """One grounded label of an answer: its bare name, kind and the images its masks are in."""
+class Label(NamedTuple):
+    """One grounded label of an answer: its bare name, kind and the images its masks are in (a
+    NamedTuple: a row makes ~5, and a frozen dataclass's ``__init__`` cost 3x as much)."""
 
     name: str
     kind: str  # "object" | "common_part" | "unique_part"
     image_indices: tuple[int, ...]
 
 
-def object_sentence(categories: list[str], rng: np.random.Generator) -> tuple[str, list[Label]]:
+def object_sentence(categories: list[str], rng: WordingStream) -> tuple[str, list[Label]]:
     """The object sentence that opens every part answer; always "a"/"an"."""
     k = len(categories)
     if len(set(categories)) == 1:
@@ -96,14 +95,14 @@ def object_sentence(categories: list[str], rng: np.random.Generator) -> tuple[st
     return template.format(objects=join_list(phrases)), labels
 
 
-def common_object_answer(category: str, k: int, rng: np.random.Generator) -> tuple[str, list[Label]]:
+def common_object_answer(category: str, k: int, rng: WordingStream) -> tuple[str, list[Label]]:
     label = Label(category, "object", tuple(range(k)))
     article = "the" if rng.random() < 0.5 else "a"
     template = COMMON_OBJECT_ANSWERS[rng.integers(len(COMMON_OBJECT_ANSWERS))]
     return template.format(object=grounded(with_article(category, article), label.image_indices)), [label]
 
 
-def parts_sentence(labels: list[Label], kind: str, rng: np.random.Generator) -> str:
+def parts_sentence(labels: list[Label], kind: str, rng: WordingStream) -> str:
     number = "singular" if len(labels) == 1 else "plural"
     templates = (COMMON_PART_SENTENCES if kind == "common_part" else UNIQUE_PART_SENTENCES)[number]
     template = templates[rng.integers(len(templates))]
@@ -113,6 +112,6 @@ def parts_sentence(labels: list[Label], kind: str, rng: np.random.Generator) -> 
     return template.format(parts=join_list(phrases))
 
 
-def question(task: str, rng: np.random.Generator) -> str:
+def question(task: str, rng: WordingStream) -> str:
     templates = QUESTIONS[task]
     return templates[rng.integers(len(templates))]
