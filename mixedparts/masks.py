@@ -15,7 +15,8 @@ Rle = dict  # {"size": [h, w], "counts": str}
 
 def encode(mask: np.ndarray) -> Rle:
     """Binary HxW array -> compressed RLE with ``str`` counts (JSON- and Parquet-safe)."""
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    # A bool array is already 0/1 bytes: viewing it saves a copy (and a Fortran-ordered one needs none).
+    rle = mask_utils.encode(np.asfortranarray(mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)))
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
 
 
@@ -29,6 +30,12 @@ def _coco(rle: Rle) -> dict:
 def decode(rle: Rle) -> np.ndarray:
     """Compressed RLE -> HxW bool array."""
     return mask_utils.decode(_coco(rle)).astype(bool)
+
+
+def bbox(rle: Rle) -> tuple[int, int, int, int]:
+    """(x, y, width, height) of the smallest box holding the mask's pixels; all zero for an empty mask."""
+    x, y, width, height = mask_utils.toBbox(_coco(rle))
+    return int(x), int(y), int(width), int(height)
 
 
 def area(rle: Rle) -> int:
