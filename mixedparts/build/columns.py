@@ -71,27 +71,6 @@ def _list_of(list_type: pa.ListType, lengths: list[int], columns: dict) -> pa.Li
     return pa.ListArray.from_arrays(_offsets(lengths), _struct(list_type.value_type, columns), type=list_type)
 
 
-def _mask_column(masks: list[Rle], mask_type: pa.StructType) -> pa.StructArray:
-    """The masks as Arrow, each distinct mask object converted once and then repeated by ``take``.
-
-    The builder hands out one cached mask object per (object, label), and an object serves in up to
-    ``cap_per_object`` rows: at full scale a 50,000-row shard holds ~290K segments but ~28K distinct
-    masks, and converting every repeat's RLE string was half of this function's time.
-    """
-    slot_of: dict[int, int] = {}
-    # id() is safe here: every mask stays alive in ``masks`` until the column is built.
-    slots = [slot_of.setdefault(id(mask), len(slot_of)) for mask in masks]
-    distinct = list({id(mask): mask for mask in masks}.values())
-    size_type = mask_type.field("size").type
-    sizes = [side for mask in distinct for side in mask["size"]]
-    unique = pa.StructArray.from_arrays(
-        [pa.ListArray.from_arrays(_offsets([len(mask["size"]) for mask in distinct]), pa.array(sizes, pa.int32()),
-                                  type=size_type),
-         pa.array([mask["counts"] for mask in distinct], type=pa.string())],
-        fields=[mask_type.field(i) for i in range(mask_type.num_fields)])
-    return unique.take(pa.array(slots, type=pa.int32()))
-
-
 def table_of(rows: list[SampleFields]) -> pa.Table:
     """``pa.Table.from_pylist([row.as_row() for row in rows], schema=SAMPLE_FEATURES' schema)``, faster."""
     sample_schema = arrow_schema()
@@ -101,9 +80,16 @@ def table_of(rows: list[SampleFields]) -> pa.Table:
     image_lengths = [len(row.images) for row in rows]
     object_lengths = [len(row.categories) for row in rows]
     starts = np.repeat(np.cumsum([0, *object_lengths[:-1]]), object_lengths) if rows else np.zeros(0, np.int64)
-    labels, kinds, image_indices = ([segment[field] for segment in segments] for field in range(3))
+    labels, kinds, image_indices, masks = ([segment[field] for segment in segments] for field in range(4))
+    sizes = [side for mask in masks for side in mask["size"]]
     segment_type = sample_schema.field("segments").type
-    mask_column = _mask_column([segment[3] for segment in segments], segment_type.value_type.field("mask").type)
+    mask_type = segment_type.value_type.field("mask").type
+    size_type = mask_type.field("size").type
+    mask_column = pa.StructArray.from_arrays(
+        [pa.ListArray.from_arrays(_offsets([len(mask["size"]) for mask in masks]), pa.array(sizes, pa.int32()),
+                                  type=size_type),
+         pa.array([mask["counts"] for mask in masks], type=pa.string())],
+        fields=[mask_type.field(i) for i in range(mask_type.num_fields)])
     columns = {
         "sample_id": [row.sample_id for row in rows],
         "source": [row.source for row in rows],
