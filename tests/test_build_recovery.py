@@ -135,3 +135,24 @@ def test_files_follow_the_umask_like_the_shards(tiny_sources, tmp_path, umask, m
     files = [out / "manifest.json", out / ".build-state.json", out / "README.md",
              *sorted((out / "data").glob("*.parquet")), tmp_path / "dataset-predictions.json"]
     assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {p.name: oct(mode) for p in files}
+
+
+def test_a_writer_process_failing_stops_the_build_and_keeps_the_finished_shards(tmp_path):
+    # The shards of one split are written by forked workers while later splits are still being added;
+    # the error of a worker must reach the caller, and the state must list only shards that exist.
+    out = tmp_path / "dataset"
+    state = writer_module.prepare_output(out, {"test": 1})
+
+    def rows_of(split, start, end, payload):
+        if payload == "bad":
+            raise OSError("disk full")
+        return []
+
+    with pytest.raises(OSError, match="disk full"):
+        with writer_module.ShardWriter(out, state, rows_of, shard_rows=10, workers=2, progress=False) as writer:
+            writer.add("val", 30, lambda start, end: "fine")
+            writer.add("test", 20, lambda start, end: "bad" if start else "fine")
+            writer.wait()
+    recorded = json.loads((out / writer_module.STATE_FILE).read_text())["shards"]
+    assert recorded and set(recorded) <= {p.name for p in (out / "data").glob("*.parquet")}
+    assert "test-00001-of-00002.parquet" not in recorded

@@ -21,7 +21,7 @@ from mixedparts.build.options import BuildOptions
 from mixedparts.build.pairing import Plan, plan_pool
 from mixedparts.build.pool import Pool, build_pools
 from mixedparts.build.splits import canonical_split, splits_fed_by
-from mixedparts.build.writer import check_output, finish, prepare_output, write_dataset
+from mixedparts.build.writer import ShardWriter, check_output, finish, prepare_output
 from mixedparts.errors import MixedPartsError
 from mixedparts.gc_pause import cyclic_gc_paused
 from mixedparts.schema import SPLITS, TASKS
@@ -35,7 +35,7 @@ class BuildResult:
     counts: dict  # split -> source -> task -> rows
     shards_written: int
     shards_skipped: int
-    seconds: dict  # wall time per stage: reading, pairing, writing
+    seconds: dict  # wall time per stage: reading, pairing, writing (writing: its time not spent pairing)
     # What was planned, for benchmarks/build.py's floor (which re-derives the work of every row).
     pools: dict = field(default_factory=dict, repr=False)
     plans: dict = field(default_factory=dict, repr=False)
@@ -106,22 +106,32 @@ def build(readers, out: str | Path, options: BuildOptions = BuildOptions(), work
     clock = time.perf_counter()
     pools = read_pools(readers, options, progress)
     seconds = {"reading": time.perf_counter() - clock}
-    clock = time.perf_counter()
-    plans = {split: plan_split(pools[split], split, options, progress) for split in SPLITS if pools.get(split)}
-    seconds["pairing"] = time.perf_counter() - clock
-    if not plans:
+    splits = [split for split in SPLITS if pools.get(split)]
+    if not splits:
         raise MixedPartsError("the sources hold no usable objects (after the area filter)")
     state = prepare_output(out, fingerprint)  # only now: bad input above leaves the folder untouched
 
-    def rows_between(split: str, start: int, end: int) -> list:
-        planned = [(pools[split][pool_index], task, objects)
-                   for pool_index, task, objects in plans[split].rows(start, end)]
+    def rows_of(split: str, start: int, end: int, plan: Plan) -> list:
+        planned = [(pools[split][pool_index], task, objects) for pool_index, task, objects in plan.rows(0, len(plan))]
         return materialize_rows(planned, options.seed)
 
-    split_rows = {split: len(plan) for split, plan in plans.items()}
+    # The largest split is paired last: the shards of the others are written meanwhile, on the cores
+    # the serial pairing leaves idle. Each split has its own generator, so the order changes nothing.
+    largest = max(splits, key=lambda split: sum(len(pool) for pool in pools[split]))
+    plans: dict[str, Plan] = {}
+    seconds["pairing"] = 0.0
     clock = time.perf_counter()
-    shards, written, kept = write_dataset(out, state, split_rows, rows_between, options.shard_rows, workers, progress)
-    seconds["writing"] = time.perf_counter() - clock
+    with ShardWriter(out, state, rows_of, options.shard_rows, workers, progress) as writer:
+        for split in [*(split for split in splits if split != largest), largest]:
+            pairing_clock = time.perf_counter()
+            plan = plans[split] = plan_split(pools[split], split, options, progress)
+            seconds["pairing"] += time.perf_counter() - pairing_clock
+            writer.add(split, len(plan), plan.between)
+        shards, written, kept = writer.wait()
+    seconds["writing"] = time.perf_counter() - clock - seconds["pairing"]
+    plans = {split: plans[split] for split in splits}  # SPLITS order, as the card and manifest list them
+    shards = dict(sorted(shards.items(), key=lambda item: (splits.index(item[0].split("-")[0]), item[0])))
+    split_rows = {split: len(plan) for split, plan in plans.items()}
     counts = count_rows(pools, plans)
     finish(out, shards, split_rows, counts, {"options": options.fingerprint(), "seed": options.seed,
                                             "sources": sources, "image_roots": image_roots(readers)})

@@ -112,6 +112,13 @@ class Plan:
         return list(zip(self.pool_index[start:end].tolist(), self.task[start:end].tolist(),
                         zip(*[iter(objects)] * k)))
 
+    def between(self, start: int, end: int) -> Plan:
+        """Rows ``start`` to ``end`` as a plan of their own (compact to pickle: three arrays)."""
+        part = Plan(self.k)
+        part.pool_index, part.task = self.pool_index[start:end], self.task[start:end]
+        part.objects = self.objects[start * self.k:end * self.k]
+        return part
+
     def subset(self, rows) -> Plan:
         """The plan of ``rows`` (indices, in that order)."""
         rows = np.asarray(rows, dtype=np.int64)
