@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 
-
 from mixedparts import masks
 from mixedparts.build import language
 from mixedparts.build.columns import SampleFields

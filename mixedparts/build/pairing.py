@@ -49,11 +49,7 @@ class UniformStream:
 
     def pick(self, sequence):
         """An item of ``sequence``: a list, as indexing a numpy array costs a scalar object per draw."""
-        if self.position == self.block:
-            self.values, self.position = self.rng.random(self.block).tolist(), 0
-        value = self.values[self.position]
-        self.position += 1
-        return sequence[int(value * len(sequence))]
+        return sequence[int(self() * len(sequence))]
 
 
 def shuffled(items: tuple, uniform: UniformStream) -> tuple:
