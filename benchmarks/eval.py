@@ -249,13 +249,12 @@ def main() -> int:
         from mixedparts.forking import available_cores
         from mixedparts.gc_pause import cyclic_gc_paused
         from mixedparts.metrics.evaluate import evaluate
-        from mixedparts.metrics.ground_truth import load_ground_truth
+        from mixedparts.metrics.inputs import read_inputs
         from mixedparts.metrics.options import EvalOptions
         from mixedparts.metrics.report import format_result
         from mixedparts.metrics.semantic import LabelTable
         from mixedparts.metrics.text_models import MiniLM
         from mixedparts.metrics.units import build_units
-        from mixedparts.predictions import read_predictions
 
         load_start = time.perf_counter()
         MiniLM().embed(["warm up"])  # the model load is a one-off cost, timed apart
@@ -264,11 +263,8 @@ def main() -> int:
         cpu0 = cpu_seconds()
         t0 = time.perf_counter()
         with cyclic_gc_paused():  # as mixedparts-eval runs its steps (mixedparts.metrics.cli.run)
-            truth = load_ground_truth(scratch / "dataset", "test")
-            phases["read ground truth (Parquet)"] = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            read = read_predictions(scratch / "predictions.json", images=truth.image_sizes())
-            phases["read + validate predictions"] = time.perf_counter() - t1
+            truth, read = read_inputs(scratch / "dataset", "test", None, scratch / "predictions.json")
+            phases["read ground truth and predictions (at once), validate"] = time.perf_counter() - t0
             t2 = time.perf_counter()
             result = evaluate(truth, read, workers=args.workers)
             phases["score (embed labels, units, aggregate, breakdowns)"] = time.perf_counter() - t2
@@ -304,7 +300,7 @@ def main() -> int:
                    "cpus": os.cpu_count(), "cores_available": cores, "eval_s": round(total, 2),
                    "eval_cpu_s": round(eval_cpu, 2), "units_per_s": round(units / total),
                    **{key: round(phases[name], 2) for key, name in zip(
-                       ("read_ground_truth_s", "read_predictions_s", "score_s"), phases)},
+                       ("read_s", "score_s"), phases)},
                    "floor_s": round(floor, 2), "floor_iou_s": round(iou_s, 2), "floor_embed_s": round(embed_s, 2),
                    "distinct_labels": len(texts), "model_load_s": round(model_load_s, 2),
                    "cold_help_s": round(help_s, 2), "cold_eval_10_samples_s": round(ten_s, 2),

@@ -92,13 +92,42 @@ def read_predictions(path: str | os.PathLike, format: str = "auto",
     :func:`check_against_ground_truth`. The masks of a large file are validated in ``workers`` forked
     processes (default: one per available core; 1: none).
     """
-    path = Path(path)
-    if format not in FILE_FORMATS:
-        raise ValueError(f"unknown predictions format {format!r}; expected one of {FILE_FORMATS}")
-    if format == "gcg" or (format == "auto" and path.is_dir()):
+    if is_gcg(path, format):
         if images is None:
             raise ValueError("reading a GCG folder needs the ground truth's image sizes")
         return read_gcg_folder(path, images)
+    return validate_predictions(parse_predictions(path, format), workers)
+
+
+def is_gcg(path: str | os.PathLike, format: str = "auto") -> bool:
+    """Whether ``path`` is read as a GCG folder (``format="gcg"``, or a folder with ``"auto"``)."""
+    if format not in FILE_FORMATS:
+        raise ValueError(f"unknown predictions format {format!r}; expected one of {FILE_FORMATS}")
+    return format == "gcg" or (format == "auto" and Path(path).is_dir())
+
+
+@dataclass
+class ParsedPredictions:
+    """A predictions file parsed but not yet checked: its header and its predictions, each with where
+    it stands in the file (what an error names)."""
+
+    path: Path
+    format: str  # "json" or "jsonl"
+    model: str | None
+    split: str | None
+    entries: list[tuple[str, object]]
+
+
+@cyclic_gc_paused()
+def parse_predictions(path: str | os.PathLike, format: str = "auto") -> ParsedPredictions:
+    """Read and parse a JSON or JSON Lines predictions file, checking its header only.
+
+    The first half of :func:`read_predictions`, apart so that it can overlap other reading (it forks
+    nothing); :func:`validate_predictions` is the second.
+    """
+    path = Path(path)
+    if is_gcg(path, format):
+        raise ValueError(f"{path}: a GCG folder is read with read_gcg_folder, not parsed as a file")
     if not path.exists():
         raise PredictionsError(path, "no such file")
     if path.is_dir():
@@ -112,7 +141,7 @@ def read_predictions(path: str | os.PathLike, format: str = "auto",
     if not text.strip():
         raise PredictionsError(path, "empty file")
     if format == "jsonl" or (format == "auto" and path.suffix == ".jsonl"):
-        return _read_jsonl(path, text, workers)
+        return _parse_jsonl(path, text)
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
@@ -125,7 +154,7 @@ def read_predictions(path: str | os.PathLike, format: str = "auto",
                                    "document (a JSON file holds one document)",
                                    where=f"line {error.lineno} column {error.colno}") from None
         if format == "auto" and one_line:
-            return _read_jsonl(path, text, workers)  # more than one JSON value, the first on its own line: JSON Lines
+            return _parse_jsonl(path, text)  # more than one JSON value, the first on its own line: JSON Lines
         raise PredictionsError(path, "not valid JSON: unexpected data after the end of the first JSON value",
                                where=f"line {error.lineno} column {error.colno}") from None
     except (ValueError, RecursionError) as error:  # e.g. nesting or integer-length limits
@@ -139,8 +168,13 @@ def read_predictions(path: str | os.PathLike, format: str = "auto",
     items = document["predictions"]
     if not isinstance(items, list):
         raise PredictionsError(path, f"'predictions' must be a list, got {_json_type(items)}", field="predictions")
-    return _validated(path, "json", model, split, [(f"predictions[{i}]", item) for i, item in enumerate(items)],
-                      workers)
+    return ParsedPredictions(path, "json", model, split,
+                             [(f"predictions[{i}]", item) for i, item in enumerate(items)])
+
+
+def validate_predictions(parsed: ParsedPredictions, workers: int | None = None) -> Predictions:
+    """Check a parsed file's predictions (in ``workers`` forked processes when large): see :func:`read_predictions`."""
+    return _validated(parsed.path, parsed.format, parsed.model, parsed.split, parsed.entries, workers)
 
 
 def predictions_from_list(items: Iterable[Mapping], model: str | None = None, split: str | None = None,
@@ -150,7 +184,7 @@ def predictions_from_list(items: Iterable[Mapping], model: str | None = None, sp
     return _validated(Path(path), "json", model, split, entries, workers)
 
 
-def _read_jsonl(path: Path, text: str, workers: int | None) -> Predictions:
+def _parse_jsonl(path: Path, text: str) -> ParsedPredictions:
     entries = []
     header = None
     for number, line in enumerate(text.splitlines(), start=1):
@@ -176,7 +210,7 @@ def _read_jsonl(path: Path, text: str, workers: int | None) -> Predictions:
             model, split = _check_header(path, header, where=f"line {number}")
         else:
             entries.append((f"line {number}", value))
-    return _validated(path, "jsonl", model, split, entries, workers)
+    return ParsedPredictions(path, "jsonl", model, split, entries)
 
 
 def _check_header(path: Path, header: dict, where: str | None = None) -> tuple[str | None, str | None]:

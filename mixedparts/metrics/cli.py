@@ -83,10 +83,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from mixedparts.metrics.evaluate import BREAKDOWNS, evaluate
-    from mixedparts.metrics.ground_truth import load_ground_truth
+    from mixedparts.metrics.inputs import read_inputs
     from mixedparts.metrics.options import EvalOptions
     from mixedparts.metrics.report import format_result
-    from mixedparts.predictions import read_predictions
 
     if args.json and Path(args.json).resolve() == Path(args.predictions).resolve():
         raise MixedPartsError(f"{args.json}: --json would overwrite the predictions file")
@@ -99,9 +98,8 @@ def run(args: argparse.Namespace) -> int:
     # would walk every row and prediction read so far, all still in its youngest generation (1.2-1.5 s of
     # a 100K-unit evaluation, measured). Printing and the report (drawings) run with it on again.
     with cyclic_gc_paused():
-        truth = load_ground_truth(data, args.split, args.gt)
-        predictions = read_predictions(args.predictions, args.format, images=truth.image_sizes(),
-                                       workers=args.workers or None)
+        truth, predictions = read_inputs(data, args.split, args.gt, args.predictions, args.format,
+                                         workers=args.workers or None)
         options = EvalOptions.from_args(args)
         bootstrap = args.bootstrap
         if bootstrap is None:
