@@ -232,7 +232,8 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=50000, help="samples (2 units each; default 50000)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="evaluations, each followed by its floor; the "
-                        "figures are the round with the median ratio (the lower of the two middle ones for an even count; default 3)")
+                        "figures are the round with the median ratio (the lower of the two middle ones for an "
+                        "even count; default 3)")
     parser.add_argument("--out", help="keep the dataset and predictions here (default: a temporary folder)")
     parser.add_argument("--no-cli", action="store_true", help="skip timing mixedparts-eval on the whole split "
                         "(and so the cold-start share)")
